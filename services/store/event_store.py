@@ -1,0 +1,203 @@
+"""The event store's one entry point: sessions, per-session writers, and reads, over one pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from services.store import reader, sessions
+from services.store.events import (
+    AUDIO_STREAMS,
+    AudioFrame,
+    AudioStream,
+    Position,
+    SessionRecord,
+    SessionStatus,
+    StoredEvent,
+    StoreError,
+)
+from services.store.pool import create_pool
+from services.store.writer import FLUSH_INTERVAL, SessionWriter
+
+log = logging.getLogger(__name__)
+
+_WRITER_STATE = """
+SELECT coalesce((SELECT max(seq) FROM session_events WHERE session_id = $1), 0) AS last_seq,
+       ARRAY(SELECT client_event_id FROM session_events
+             WHERE session_id = $1 AND client_event_id IS NOT NULL) AS client_ids
+"""
+
+# Where a new writer's audio starts on a stream: after the last chunk written, and after every
+# offset an event refers to (its chunk may have been lost in a crash), so no offset is reused.
+_AUDIO_END = """
+SELECT greatest(
+    (SELECT start_offset + octet_length(data) FROM audio_chunks
+     WHERE session_id = $1 AND stream = $2 ORDER BY start_offset DESC LIMIT 1),
+    (SELECT audio_offset + audio_length FROM session_events
+     WHERE session_id = $1 AND audio_stream = $2 ORDER BY seq DESC LIMIT 1),
+    0)
+"""
+
+
+class EventStore:
+    """Sessions, the append-only event log, and audio, in Postgres.
+
+    Open one per process (`await EventStore.open(url)`) and share it; `close()` flushes and
+    closes every writer still open, then the pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._writers: dict[str, SessionWriter] = {}
+        self._opening: dict[str, asyncio.Task[SessionWriter]] = {}
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> EventStore:
+        return cls(await create_pool(url, min_size=min_size, max_size=max_size))
+
+    async def close(self) -> None:
+        for writer in list(self._writers.values()):
+            try:
+                await writer.close()
+            except Exception:
+                log.exception("closing the writer for session %s failed", writer.session_id)
+        await self._pool.close()
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        session_id: str,
+        tenant_id: str,
+        config: dict[str, Any],
+        prompt_hash: str | None,
+    ) -> SessionRecord:
+        """Creates an active session, or returns the existing one with created=False."""
+        return await sessions.create_session(
+            self._pool,
+            session_id=session_id,
+            tenant_id=tenant_id,
+            config=config,
+            prompt_hash=prompt_hash,
+        )
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        return await sessions.get_session(self._pool, session_id)
+
+    async def list_sessions(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: SessionStatus | None = None,
+        page_size: int = 100,
+        after: tuple[datetime, str] | None = None,
+        newest_first: bool = False,
+    ) -> list[SessionRecord]:
+        """A page ordered by (created_at, session_id); continue with `after=last.cursor`."""
+        return await sessions.list_sessions(
+            self._pool,
+            tenant_id=tenant_id,
+            status=status,
+            page_size=page_size,
+            after=after,
+            newest_first=newest_first,
+        )
+
+    async def mark_ended(self, *, session_id: str, reason: str) -> SessionRecord | None:
+        """Ends the session (idempotent); None if it does not exist."""
+        return await sessions.mark_ended(self._pool, session_id=session_id, reason=reason)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def open_writer(
+        self, session_id: str, *, flush_interval: float = FLUSH_INTERVAL
+    ) -> SessionWriter:
+        """The session's writer in this process, resuming after the last recorded event.
+
+        If this store already has a live writer for the session it is returned (one writer per
+        session per process). A writer in another process is only detected at its first
+        conflicting flush, which stops the later one with WriterConflict."""
+        existing = self._writers.get(session_id)
+        if existing is not None:
+            return existing
+        opening = self._opening.get(session_id)
+        if opening is None:
+            opening = asyncio.create_task(self._new_writer(session_id, flush_interval))
+            self._opening[session_id] = opening
+            opening.add_done_callback(lambda _: self._opening.pop(session_id, None))
+        return await asyncio.shield(opening)
+
+    async def _new_writer(self, session_id: str, flush_interval: float) -> SessionWriter:
+        async with self._pool.acquire() as conn:
+            state = await conn.fetchrow(_WRITER_STATE, session_id)
+            assert state is not None
+            audio_ends: dict[AudioStream, int] = {}
+            for stream in AUDIO_STREAMS:
+                audio_ends[stream] = await conn.fetchval(_AUDIO_END, session_id, stream)
+        writer = SessionWriter(
+            pool=self._pool,
+            session_id=session_id,
+            last_seq=state["last_seq"],
+            seen=set(state["client_ids"]),
+            audio_ends=audio_ends,
+            flush_interval=flush_interval,
+            on_release=self._release,
+        )
+        self._writers[session_id] = writer
+        return writer
+
+    def _release(self, writer: SessionWriter) -> None:
+        if self._writers.get(writer.session_id) is writer:
+            del self._writers[writer.session_id]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_events(
+        self, session_id: str, *, after_seq: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[StoredEvent]:
+        """The session's events after `after_seq`, in seq order, streamed page by page."""
+        return reader.read_events(
+            self._pool, session_id, after_seq=after_seq, batch_size=batch_size
+        )
+
+    async def read_all(
+        self, *, after: Position | None = None, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Global catch-up: the next events of all sessions by (tx, position), never passing a
+        transaction that has yet to commit."""
+        return await reader.read_all(self._pool, after=after, limit=limit)
+
+    def read_audio(self, session_id: str, *, stream: AudioStream) -> AsyncIterator[AudioFrame]:
+        """Each recorded frame of the stream, in order, with its offset and receive time."""
+        return reader.read_audio(self._pool, session_id, stream=stream)
+
+    async def read_audio_bytes(self, session_id: str, *, stream: AudioStream) -> bytes:
+        """The stream's audio concatenated (holes from a crash are zero-filled silence)."""
+        return await reader.read_audio_bytes(self._pool, session_id, stream=stream)
+
+    async def last_seq(self, session_id: str) -> int:
+        """The last recorded seq of the session (0 if none), ignoring unflushed appends."""
+        value = await self._pool.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM session_events WHERE session_id = $1", session_id
+        )
+        return int(value)
+
+
+__all__ = ["EventStore", "StoreError"]
