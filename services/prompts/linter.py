@@ -287,7 +287,7 @@ _EXAMPLE_TURN = re.compile(
     r"(?:example|sample|e\.g\.)\b[\s\d#.)\-\u2013—]*(?::\s*)?"
     rf"(?P<who>{_SPEAKER}|response|reply|answer|question|utterance|input|output)\b"
     r"(?:\s+(?:turn|message|reply|response|input|output|line|says|said|asks|question|answer))?"
-    r"\s*\d*\s*(?:\*\*|__)?\s*[:\uff1a]\s*(?P<rest>\S.*)?$",
+    r"\s*\d*\s*(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?\s*(?P<rest>\S.*)?$",
     re.IGNORECASE,
 )
 
@@ -322,6 +322,7 @@ def _is_known(label: str) -> bool:
 def _dialogues(lines: list[str]) -> Iterator[tuple[int, Finding]]:
     """Runs of speaker-labelled lines that alternate between speakers, and inline transcripts."""
     labelled: list[tuple[int, str, str]] = []
+    shown: dict[str, str] = {}
     for index, line in enumerate(lines):
         match = _LABEL_LINE.match(line)
         if match:
@@ -331,6 +332,7 @@ def _dialogues(lines: list[str]) -> Iterator[tuple[int, Finding]]:
             if not _is_known(label) and not label[0].isupper():
                 continue
             labelled.append((index, label.lower(), match.group("rest")))
+            shown.setdefault(label.lower(), label)
 
     runs: list[list[tuple[int, str, str]]] = []
     for item in labelled:
@@ -357,7 +359,7 @@ def _dialogues(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                 "few-shot-dialogue",
                 line=first[0] + 1,
                 excerpt=" / ".join(lines[index].strip() for index, _, _ in block[:2]),
-                detail="/".join(s.title() + ":" for s in speakers[:3]) + " transcript",
+                detail="/".join(shown[s] + ":" for s in speakers[:3]) + " transcript",
                 rewrite=_rewrite_from_utterance(user_turn),
             ),
         )
@@ -419,7 +421,7 @@ _INLINE_QA = re.compile(
 def _qa_pairs(lines: list[str]) -> Iterator[tuple[int, Finding]]:
     for index, line in enumerate(lines):
         question = _Q_LINE.match(line)
-        if question:
+        if question and not _INLINE_QA.search(line):
             # The answer follows, after blank lines and at most one continuation line.
             nonblank = 0
             for follow in lines[index + 1 : index + 6]:
@@ -504,6 +506,8 @@ def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         )
         if speaker_words or any(_utterance_like(q) for q in quotes):
             first = _QUOTE_RE.search(left)
+            said = re.search(rf"\b{_SAY_VERB}\s+(?P<what>.+?)\s*$", left, re.IGNORECASE)
+            utterance = first.group(0) if first else said.group("what") if said else None
             yield (
                 index,
                 _finding(
@@ -511,7 +515,7 @@ def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                     line=index + 1,
                     excerpt=line,
                     detail="an arrow from a user line to a reply",
-                    rewrite=_rewrite_from_utterance(first.group(0) if first else None),
+                    rewrite=_rewrite_from_utterance(utterance),
                 ),
             )
 
@@ -713,9 +717,12 @@ _REWRITES: tuple[tuple[re.Pattern[str], _Replacement], ...] = tuple(
 )
 
 
+_LIST_MARKER = re.compile(r"^(?:[-*+\u2022>]|\d{1,2}[.)])\s+")
+
+
 def rewrite_without_hedges(sentence: str) -> str:
     """The same sentence with its hedges removed, worded as a firm rule."""
-    text = sentence.strip()
+    text = _LIST_MARKER.sub("", sentence.strip())
     for pattern, replacement in _REWRITES:
         text = pattern.sub(replacement, text)
     text = re.sub(r"\s+([,.;:!?])", r"\1", text)
@@ -783,6 +790,16 @@ def _cells(row: str) -> list[str]:
     return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
+def _rule_from_cells(situation: str, action: str) -> str:
+    """ "Asks for steps" / "Give one at a time" → "When the user asks for steps, you give …"."""
+    situation = re.sub(r"^(?:when|if)\s+", "", situation.strip().rstrip("."), flags=re.I)
+    situation = situation[:1].lower() + situation[1:]
+    if not re.match(r"^(?:the\s+|a\s+)?(?:user|users|they|customer|student|caller)\b", situation):
+        situation = "the user " + situation
+    action = re.sub(r"^you\s+", "", action.strip().rstrip("."), flags=re.I)
+    return f"When {situation}, you {action[:1].lower() + action[1:]}."
+
+
 def _tables(lines: list[str]) -> Iterator[Finding]:
     index = 0
     while index < len(lines):
@@ -801,11 +818,9 @@ def _tables(lines: list[str]) -> Iterator[Finding]:
             body = data[1:] if has_separator else data
             example = next((_cells(r) for r in body if len(_cells(r)) >= 2), None)
             if example:
-                situation = example[0][:1].lower() + example[0][1:]
-                action = example[1][:1].lower() + example[1][1:]
                 rewrite = (
                     "Say each row as a rule instead, e.g. "
-                    f'"When the user {situation.rstrip(".")}, you {action.rstrip(".")}."'
+                    f'"{_rule_from_cells(example[0], example[1])}"'
                 )
             else:
                 rewrite = 'Say each row as a rule instead: "When the user …, you …."'
@@ -852,7 +867,6 @@ _VOICE_FIRST = re.compile(
     r"|\b(?:respond|reply|answer|speak|talk)\s+conversationally"
     r"|\b(?:1|one)\s*(?:-|\u2013|to|or)\s*(?:2|two|3|three)\s+(?:short\s+)?sentences\b"
     r"|\ba\s+sentence\s+or\s+two\b"
-    r"|\b(?:in|to)\s+(?:one|a\s+single|1)\s+(?:short\s+)?sentence\b"
     r"|\b(?:at\s+most|no\s+more\s+than|under)\s+(?:one|two|three|1|2|3)\s+(?:short\s+)?sentences?\b"
     r"|\b(?:two|three|2|3)\s+sentences\s+or\s+(?:fewer|less)\b",
     re.IGNORECASE,

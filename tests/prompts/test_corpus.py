@@ -1,0 +1,105 @@
+"""Run the linter over the prompt corpus in ``corpus/``.
+
+Each corpus file is a prompt with YAML front matter (between ``---`` lines) that says which
+rules it must produce (``must``), must not produce (``must_not``), whether nothing else may
+fire (``only``), and optionally the exact set of lines per rule (``lines``). Line numbers count from
+the first line after the front matter, as the linter sees the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.prompts import RULES, Severity, lint_prompt
+from services.prompts.linter import _HEDGES
+
+CORPUS = Path(__file__).parent / "corpus"
+
+# Rules only prepare_prompt can raise (they compare the prompt with the session's tools).
+SESSION_ONLY_RULES = {"tool-not-configured", "tool-not-described"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    body: str
+    tools_configured: bool
+    must: frozenset[str]
+    must_not: frozenset[str]
+    only: bool
+    lines: dict[str, list[int]]
+
+
+def _load(path: Path) -> Case:
+    raw = path.read_text(encoding="utf-8")
+    assert raw.startswith("---\n"), f"{path.name}: no front matter"
+    front, body = raw[4:].split("\n---\n", 1)
+    meta: dict[str, Any] = yaml.safe_load(front)
+    unknown = set(meta) - {"description", "tools_configured", "must", "must_not", "only", "lines"}
+    assert not unknown, f"{path.name}: unknown front-matter keys {unknown}"
+    for rule in [*meta.get("must", []), *meta.get("must_not", []), *meta.get("lines", {})]:
+        assert rule in RULES, f"{path.name}: unknown rule {rule!r}"
+    return Case(
+        name=path.stem,
+        body=body,
+        tools_configured=bool(meta.get("tools_configured", False)),
+        must=frozenset(meta.get("must", [])),
+        must_not=frozenset(meta.get("must_not", [])),
+        only=bool(meta.get("only", False)),
+        lines={rule: list(lines) for rule, lines in (meta.get("lines") or {}).items()},
+    )
+
+
+CASES = [_load(path) for path in sorted(CORPUS.glob("*.txt"))]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_corpus_case(case: Case) -> None:
+    findings = lint_prompt(case.body, tools_configured=case.tools_configured)
+    fired = {f.rule for f in findings}
+    report = "\n".join(f"  {f.line}: {f.rule}: {f.excerpt}" for f in findings) or "  (none)"
+    assert case.must <= fired, f"missing {sorted(case.must - fired)}; got:\n{report}"
+    assert not (case.must_not & fired), f"unexpected {sorted(case.must_not & fired)}:\n{report}"
+    if case.only:
+        assert fired <= case.must, f"unexpected {sorted(fired - case.must)}:\n{report}"
+    for rule, lines in case.lines.items():
+        got = sorted({f.line for f in findings if f.rule == rule})
+        assert got == sorted(lines), f"{rule} on lines {got}, expected {lines}:\n{report}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_every_finding_is_actionable(case: Case) -> None:
+    """Each finding carries its line, why it matters, and a rule-shaped rewrite."""
+    line_count = max(1, len(case.body.splitlines()))
+    for finding in lint_prompt(case.body, tools_configured=case.tools_configured):
+        info = RULES[finding.rule]
+        assert finding.severity == info.severity
+        assert 1 <= finding.line <= line_count
+        assert finding.why == info.why and finding.why.endswith(".")
+        assert finding.message.startswith(info.title)
+        assert finding.rewrite
+        if finding.rule.startswith("few-shot-"):
+            assert finding.severity == Severity.ERROR
+            assert finding.excerpt
+            assert finding.rewrite.startswith("Replace the example with a rule: When the user ")
+            assert ", you " in finding.rewrite
+        if finding.rule == "hedge":
+            assert finding.excerpt
+            rewrite = finding.rewrite
+            assert not any(pattern.search(rewrite) for _, pattern in _HEDGES), rewrite
+            assert rewrite[:1].isupper()
+
+
+def test_corpus_covers_every_text_rule_in_several_phrasings() -> None:
+    """Every rule the linter can raise appears in at least two cases that must produce it."""
+    text_rules = set(RULES) - SESSION_ONLY_RULES
+    counts = {rule: sum(rule in case.must for case in CASES) for rule in text_rules}
+    thin = {rule: n for rule, n in counts.items() if n < 2}
+    assert not thin, f"rules with fewer than two corpus cases: {thin}"
+    clean = [case.name for case in CASES if not case.must and case.only]
+    assert len(clean) >= 8, "keep a good stock of false-alarm guards"
