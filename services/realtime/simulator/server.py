@@ -1,0 +1,199 @@
+"""The simulator's WebSocket server, at the path the official SDK connects to.
+
+`AsyncOpenAI(api_key="sim", websocket_base_url=server.url)` followed by
+`client.realtime.connect(model=...)` reaches `/v1/realtime?model=...` here. Each connection is
+one `SimulatorSession`; the scenario's script is shared by all of them, so a conversation that
+reconnects continues where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from types import TracebackType
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from services.realtime.simulator.scenario import ResponseSpec, Scenario
+from services.realtime.simulator.session import SimulatorBug, SimulatorSession
+
+__all__ = ["ScriptCursor", "SimulatorServer", "serve_simulator"]
+
+log = logging.getLogger(__name__)
+
+REALTIME_PATH = "/v1/realtime"
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # one append may carry up to 15 MiB of audio
+
+
+class ScriptCursor:
+    """Where the conversation is in the scenario, across connections."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._scenario = scenario
+        self.responses_started = 0
+        self.responses_done = 0
+        self.utterances_used = 0
+        self.dropped = False
+
+    def take_response(self) -> tuple[int, ResponseSpec]:
+        index = self.responses_started
+        self.responses_started += 1
+        return index, self._scenario.response_at(index)
+
+    def take_utterance(self) -> str | None:
+        if self.utterances_used >= len(self._scenario.user_utterances):
+            return None
+        utterance = self._scenario.user_utterances[self.utterances_used]
+        self.utterances_used += 1
+        return utterance
+
+    def count_done_and_check_drop(self) -> bool:
+        """Count a finished response; True when the scenario wants the socket dropped now."""
+        self.responses_done += 1
+        limit = self._scenario.session.drop_after_responses
+        if limit is not None and not self.dropped and self.responses_done >= limit:
+            self.dropped = True
+            return True
+        return False
+
+
+class SimulatorServer:
+    """A running simulator. Use `serve_simulator()` or `async with SimulatorServer(...)`."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        scenario: Scenario,
+        realtime_pacing: bool,
+        api_key: str | None = None,
+    ) -> None:
+        self.host = host
+        self.scenario = scenario
+        self.realtime_pacing = realtime_pacing
+        self.script = ScriptCursor(scenario)
+        self.sessions: list[SimulatorSession] = []
+        self.failures: list[BaseException] = []
+        self._requested_port = port
+        self._api_key = api_key
+        self._server: Server | None = None
+        self._session_added = asyncio.Condition()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running")
+        for sock in self._server.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("the simulator has no listening socket")
+
+    @property
+    def url(self) -> str:
+        """The SDK's `websocket_base_url` for this simulator."""
+        return f"ws://{self.host}:{self.port}/v1"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve_connection,
+            self.host,
+            self._requested_port,
+            process_request=self._check_handshake,
+            max_size=_MAX_MESSAGE_BYTES,
+            compression=None,
+        )
+        log.info("Realtime simulator listening on %s (scenario %s)", self.url, self.scenario.name)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    def raise_if_failed(self) -> None:
+        """Raise the first simulator bug seen (an invalid event it built, a crash)."""
+        if self.failures:
+            raise SimulatorBug(f"{len(self.failures)} simulator failure(s)") from self.failures[0]
+
+    async def wait_for_session(
+        self, index: int = 0, *, timeout_s: float = 10.0
+    ) -> SimulatorSession:
+        """The `index`-th connection (0-based), waiting for it to arrive."""
+        async with self._session_added:
+            await asyncio.wait_for(
+                self._session_added.wait_for(lambda: len(self.sessions) > index), timeout=timeout_s
+            )
+        return self.sessions[index]
+
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        target = urlsplit(request.path)
+        if target.path.rstrip("/") != REALTIME_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"No route for {target.path}\n")
+        if not parse_qs(target.query).get("model"):
+            return connection.respond(HTTPStatus.BAD_REQUEST, "Missing required query: model\n")
+        if self._api_key is not None and (
+            request.headers.get("Authorization") != f"Bearer {self._api_key}"
+        ):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Incorrect API key provided\n")
+        return None
+
+    async def _serve_connection(self, connection: ServerConnection) -> None:
+        request = connection.request
+        model = "gpt-realtime"
+        if request is not None:
+            model = parse_qs(urlsplit(request.path).query).get("model", [model])[0]
+        session = SimulatorSession(
+            connection=connection,
+            scenario=self.scenario,
+            script=self.script,
+            realtime_pacing=self.realtime_pacing,
+            model=model,
+            index=len(self.sessions),
+            on_bug=self._record_failure,
+        )
+        async with self._session_added:
+            self.sessions.append(session)
+            self._session_added.notify_all()
+        await session.run()
+
+    def _record_failure(self, failure: BaseException) -> None:
+        log.error("simulator failure: %s", failure, exc_info=failure)
+        self.failures.append(failure)
+
+
+async def serve_simulator(
+    *,
+    host: str,
+    port: int,
+    scenario: Scenario,
+    realtime_pacing: bool,
+    api_key: str | None = None,
+) -> SimulatorServer:
+    """Start a simulator and return it running; `port=0` picks a free port (see `.url`)."""
+    server = SimulatorServer(
+        host=host, port=port, scenario=scenario, realtime_pacing=realtime_pacing, api_key=api_key
+    )
+    await server.start()
+    return server
