@@ -155,9 +155,11 @@ def setup_telemetry(
         log.debug("telemetry already set up; reusing it for %s", service_name)
         return _active
 
-    names = _exporter_names(e)
     if _truthy(e.get("OTEL_SDK_DISABLED")):
-        names, span_exporter = (), None
+        names: tuple[str, ...] = ()
+        span_exporter = None
+    else:
+        names = _exporter_names(e)
     if span_exporter is not None:
         names = ("custom",)
     if not names:

@@ -84,6 +84,8 @@ def test_off_by_default() -> None:
         {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"},
         {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"},
         {"OTEL_SDK_DISABLED": "TRUE", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"},
+        # Disabled means not even looked at: a bad exporter name does not matter then.
+        {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "zipkin"},
         {"OTEL_SERVICE_NAME": "only-a-name"},
     ],
 )
