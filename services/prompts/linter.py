@@ -251,10 +251,13 @@ _USER_SIDE = {
 }
 _BULLET_PREFIX = r"(?:[-*•>]\s*|\d{1,2}[.)]\s+)*"
 _LABEL_LINE = re.compile(
-    rf"^\s*{_BULLET_PREFIX}(?:\*\*|__)?(?P<label>{_SPEAKER}|[A-Z][a-z]+(?: [A-Z][a-z]+)?)"
-    r"(?:\s*\d+)?(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?\s*(?P<rest>\S.*)$",
+    rf"^\s*{_BULLET_PREFIX}(?:\*\*|__)?(?P<label>{_SPEAKER}|(?-i:[A-Z][a-z]+(?: [A-Z][a-z]+)?))"
+    r"(?:\s*\d+)?(?:\s+(?:says|said|asks|asked|replies|replied|responds|answers|turn))?"
+    r"(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?\s*(?P<rest>\S.*)$",
     re.IGNORECASE,
 )
+# "You: a patient tutor. / User: a beginner." is a cast list, not a transcript.
+_CAST_ENTRY = re.compile(r"^(?:a|an|the)\s+[a-z]")
 _KNOWN_LABEL = re.compile(rf"^{_SPEAKER}$", re.IGNORECASE)
 _TITLE_SPEAKER = "|".join(sorted({s.title() for s in _SPEAKERS} | {s.upper() for s in _SPEAKERS}))
 _INLINE_DIALOGUE = re.compile(
@@ -327,10 +330,6 @@ def _dialogues(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         match = _LABEL_LINE.match(line)
         if match:
             label = match.group("label")
-            # A Title-case word is a name only when the line is not prose ("Note: …" is not a
-            # speaker); known labels match in any case.
-            if not _is_known(label) and not label[0].isupper():
-                continue
             labelled.append((index, label.lower(), match.group("rest")))
             shown.setdefault(label.lower(), label)
 
@@ -344,7 +343,7 @@ def _dialogues(lines: list[str]) -> Iterator[tuple[int, Finding]]:
     reported: set[int] = set()
     for run in runs:
         block = _dialogue_block(run)
-        if block is None:
+        if block is None or all(_CAST_ENTRY.match(rest) for _, _, rest in block):
             continue
         first = block[0]
         user_turn = next((rest for _, label, rest in block if label in _USER_SIDE), None)
@@ -418,10 +417,18 @@ _INLINE_QA = re.compile(
 )
 
 
+def _inline_qa(line: str) -> re.Match[str] | None:
+    """A Q:/A: pair on one line; "Q: and A: are labels…" is prose, a real pair asks."""
+    match = _INLINE_QA.search(line)
+    if match and (match.group("q").endswith("?") or len(match.group("q").split()) >= 3):
+        return match
+    return None
+
+
 def _qa_pairs(lines: list[str]) -> Iterator[tuple[int, Finding]]:
     for index, line in enumerate(lines):
         question = _Q_LINE.match(line)
-        if question and not _INLINE_QA.search(line):
+        if question and not _inline_qa(line):
             # The answer follows, after blank lines and at most one continuation line.
             nonblank = 0
             for follow in lines[index + 1 : index + 6]:
@@ -442,7 +449,7 @@ def _qa_pairs(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                 if nonblank > 1 or _Q_LINE.match(follow):
                     break
             continue
-        inline = _INLINE_QA.search(line)
+        inline = _inline_qa(line)
         if inline:
             yield (
                 index,
@@ -542,7 +549,7 @@ def _quoted_exchanges(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                 ),
             )
     # Back-and-forth on separate lines: consecutive lines that are nothing but a quote (a
-    # hyphen bullet list of phrases is a list, not an exchange), at least one a question.
+    # hyphen bullet list of phrases is a list, not an exchange).
     index = 0
     while index < len(lines):
         if not _QUOTE_ONLY_LINE.match(lines[index]):
@@ -563,7 +570,10 @@ def _quoted_exchanges(lines: list[str]) -> Iterator[tuple[int, Finding]]:
             else:
                 break
         quotes = [_QUOTE_ONLY_LINE.match(lines[i]).group("q") for i in block]  # type: ignore[union-attr]
-        if len(block) >= 2 and any(q.strip("\"“”\u2018\u2019'«» ").endswith("?") for q in quotes):
+        asks = [q.strip("\"“”\u2018\u2019'«» ").endswith("?") for q in quotes]
+        # Back and forth: a question answered by a line that is not one. A list of questions
+        # users ask is not an exchange.
+        if any(asks[i] and not asks[i + 1] for i in range(len(asks) - 1)):
             yield (
                 index,
                 _finding(
