@@ -103,3 +103,25 @@ def test_corpus_covers_every_text_rule_in_several_phrasings() -> None:
     assert not thin, f"rules with fewer than two corpus cases: {thin}"
     clean = [case.name for case in CASES if not case.must and case.only]
     assert len(clean) >= 8, "keep a good stock of false-alarm guards"
+
+
+def test_rule_ids_are_stable_kebab_case() -> None:
+    """Rule ids are an API (gRPC error details, --json); renaming one is a breaking change."""
+    assert sorted(RULES) == [
+        "few-shot-dialogue",
+        "few-shot-example-turn",
+        "few-shot-qa",
+        "few-shot-quoted-exchange",
+        "few-shot-says",
+        "hedge",
+        "memo-bullets",
+        "memo-heading",
+        "memo-table",
+        "no-tool-ordering",
+        "no-voice-first",
+        "too-short",
+        "tool-not-configured",
+        "tool-not-described",
+    ]
+    errors = {rule for rule, info in RULES.items() if info.severity == Severity.ERROR}
+    assert errors == {rule for rule in RULES if rule.startswith("few-shot-")}
