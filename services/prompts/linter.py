@@ -287,7 +287,7 @@ def _rewrite_from_utterance(utterance: str | None) -> str:
 
 _EXAMPLE_TURN = re.compile(
     r"(?:^|[/|]|\s[-\u2013—]\s)\s*" + _BULLET_PREFIX + r"(?:\*\*|__)?\s*"
-    r"(?:example|sample|e\.g\.)\b[\s\d#.)\-\u2013—]*(?::\s*)?"
+    r"(?:(?:example|sample)\b|e\.g\.)[\s\d#.)\-\u2013—]*(?::\s*)?"
     rf"(?P<who>{_SPEAKER}|response|reply|answer|question|utterance|input|output)\b"
     r"(?:\s+(?:turn|message|reply|response|input|output|line|says|said|asks|question|answer))?"
     r"\s*\d*\s*(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?\s*(?P<rest>\S.*)?$",
