@@ -1,0 +1,5 @@
+"""The Python client library for product backends: `from services.client import EarpieceClient`."""
+
+from services.client.session_client import EarpieceClient, SessionStream, read_wav_frames
+
+__all__ = ["EarpieceClient", "SessionStream", "read_wav_frames"]

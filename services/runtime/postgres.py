@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -70,7 +70,7 @@ async def check_reachable(url: str, *, variable: str = "DATABASE_URL") -> None:
     """Fails with one clear line if Postgres at `url` cannot be reached."""
     try:
         conn = await asyncio.wait_for(asyncpg.connect(url), timeout=10)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise ConfigError(
             f"cannot reach Postgres at {redact(url)}: {exc.__class__.__name__}: {exc}; "
             f"check {variable}"

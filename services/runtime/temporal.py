@@ -92,7 +92,7 @@ async def register_search_attributes(client: Client) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=client.namespace,
-                search_attributes=wanted,  # type: ignore[arg-type]
+                search_attributes=wanted,
             )
         )
     except RPCError as exc:

@@ -1,0 +1,241 @@
+"""A small async client for Earpiece's gRPC API.
+
+async with EarpieceClient.connect("127.0.0.1:50051") as client:
+    started = await client.start_session(tenant_id="acme", instructions=BRIEFING)
+    async with client.attach(started.session.session_id) as stream:
+        await stream.send_screen_state({"screen": "settings"})
+        await stream.stream_wav("question.wav")
+        async for message in stream.messages():
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+import wave
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.api.earpiece.v1 import replay_pb2, replay_pb2_grpc, session_pb2, session_pb2_grpc
+
+SAMPLE_RATE = 24_000
+BYTES_PER_MS = SAMPLE_RATE * 2 // 1000  # PCM16 mono
+
+
+def read_wav_frames(path: str | Path, *, frame_ms: int = 20) -> Iterator[bytes]:
+    """Frames of a 24 kHz mono 16-bit WAV file, `frame_ms` each (the last may be shorter)."""
+    with wave.open(str(path), "rb") as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
+            raise ValueError(
+                f"{path}: need 24 kHz mono 16-bit PCM, got {wav.getframerate()} Hz, "
+                f"{wav.getnchannels()} channel(s), {8 * wav.getsampwidth()}-bit"
+            )
+        while chunk := wav.readframes(SAMPLE_RATE * frame_ms // 1000):
+            yield chunk
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(datetime.now(UTC))
+    return ts
+
+
+class SessionStream:
+    """One Connect stream, attached to a session."""
+
+    def __init__(self, call: Any, session_id: str) -> None:
+        self._call = call
+        self.session_id = session_id
+        self.attached: session_pb2.Attached | None = None
+
+    async def send(self, message: session_pb2.ClientMessage) -> str:
+        if not message.client_event_id:
+            message.client_event_id = uuid.uuid4().hex
+        if not message.HasField("sent_at"):
+            message.sent_at.CopyFrom(_now())
+        await self._call.write(message)
+        return message.client_event_id
+
+    async def send_audio(self, pcm16: bytes, *, client_event_id: str = "") -> str:
+        return await self.send(
+            session_pb2.ClientMessage(
+                client_event_id=client_event_id, audio=session_pb2.AudioFrame(pcm16=pcm16)
+            )
+        )
+
+    async def stream_audio(
+        self, frames: Iterable[bytes] | AsyncIterable[bytes], *, realtime: bool = True
+    ) -> int:
+        """Sends frames in order, paced at real time unless `realtime` is False; returns bytes."""
+        sent = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def each() -> AsyncIterator[bytes]:
+            if isinstance(frames, AsyncIterable):
+                async for f in frames:
+                    yield f
+            else:
+                for f in frames:
+                    yield f
+
+        async for frame in each():
+            await self.send_audio(frame)
+            sent += len(frame)
+            if realtime:
+                due = start + sent / BYTES_PER_MS / 1000
+                await asyncio.sleep(max(0.0, due - loop.time()))
+        return sent
+
+    async def stream_wav(self, path: str | Path, *, realtime: bool = True) -> int:
+        return await self.stream_audio(read_wav_frames(path), realtime=realtime)
+
+    async def send_screen_state(self, state: dict[str, Any], *, client_event_id: str = "") -> str:
+        return await self.send(
+            session_pb2.ClientMessage(
+                client_event_id=client_event_id,
+                screen_state=session_pb2.ScreenState(json=json.dumps(state)),
+            )
+        )
+
+    async def send_text(self, text: str, *, client_event_id: str = "") -> str:
+        return await self.send(
+            session_pb2.ClientMessage(
+                client_event_id=client_event_id, text=session_pb2.UserText(text=text)
+            )
+        )
+
+    async def report_playback(
+        self, response_id: str, *, played_ms: int, finished: bool, client_event_id: str = ""
+    ) -> str:
+        return await self.send(
+            session_pb2.ClientMessage(
+                client_event_id=client_event_id,
+                playback=session_pb2.PlaybackReport(
+                    response_id=response_id, played_ms=played_ms, finished=finished
+                ),
+            )
+        )
+
+    async def receive(self) -> session_pb2.ServerMessage | None:
+        """The next server message, or None when the server has ended the stream."""
+        message = await self._call.read()
+        if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+            return None
+        assert isinstance(message, session_pb2.ServerMessage)
+        return message
+
+    async def messages(self) -> AsyncIterator[session_pb2.ServerMessage]:
+        while (message := await self.receive()) is not None:
+            yield message
+
+    async def done_writing(self) -> None:
+        await self._call.done_writing()
+
+    async def close(self, *, wait_s: float = 10.0) -> list[session_pb2.ServerMessage]:
+        """Half-closes the stream and waits until the server has recorded everything and ended
+        it; returns the messages that were still in flight."""
+        if self._call.done():
+            return []
+        await self._call.done_writing()
+        rest: list[session_pb2.ServerMessage] = []
+        try:
+            async with asyncio.timeout(wait_s):
+                rest = [m async for m in self.messages()]
+        except (TimeoutError, grpc.aio.AioRpcError):
+            pass
+        return rest
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class EarpieceClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self.sessions = session_pb2_grpc.SessionServiceStub(channel)
+        self.replay = replay_pb2_grpc.ReplayServiceStub(channel)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, address: str) -> AsyncIterator[EarpieceClient]:
+        async with grpc.aio.insecure_channel(address) as channel:
+            yield cls(channel)
+
+    async def start_session(
+        self,
+        *,
+        tenant_id: str,
+        instructions: str | None = None,
+        persona_yaml: str | None = None,
+        tools: Sequence[str] = (),
+        voice: str = "",
+        model: str = "",
+        echo_gate: bool = False,
+        idle_timeout: timedelta | None = None,
+        session_id: str = "",
+    ) -> session_pb2.StartSessionResponse:
+        config = session_pb2.SessionConfig(
+            voice=voice, model=model, tools=list(tools), echo_gate=echo_gate
+        )
+        if persona_yaml is not None:
+            config.persona_yaml = persona_yaml
+        if instructions is not None:
+            config.instructions = instructions
+        if idle_timeout is not None:
+            config.idle_timeout.CopyFrom(Duration(seconds=int(idle_timeout.total_seconds())))
+        response: session_pb2.StartSessionResponse = await self.sessions.StartSession(
+            session_pb2.StartSessionRequest(
+                tenant_id=tenant_id, config=config, session_id=session_id
+            )
+        )
+        return response
+
+    @asynccontextmanager
+    async def attach(self, session_id: str) -> AsyncIterator[SessionStream]:
+        """Opens Connect and attaches; raises grpc.aio.AioRpcError if the server refuses."""
+        call = self.sessions.Connect()  # type: ignore[call-arg]  # stubs predate aio streams
+        stream = SessionStream(call, session_id)
+        try:
+            await stream.send(
+                session_pb2.ClientMessage(attach=session_pb2.Attach(session_id=session_id))
+            )
+            first = await stream.receive()
+            if first is None:
+                await call  # type: ignore[misc]  # raises the server's status
+                raise ConnectionError("the server closed the stream before attaching")
+            stream.attached = first.attached
+            yield stream
+            await stream.close()
+        finally:
+            call.cancel()
+
+    async def end_session(self, session_id: str, *, reason: str = "") -> session_pb2.Session:
+        response = await self.sessions.EndSession(
+            session_pb2.EndSessionRequest(session_id=session_id, reason=reason)
+        )
+        return response.session
+
+    async def get_session(self, session_id: str) -> session_pb2.Session:
+        session: session_pb2.Session = await self.sessions.GetSession(
+            session_pb2.GetSessionRequest(session_id=session_id)
+        )
+        return session
+
+    async def read_events(
+        self, session_id: str, *, after_seq: int = 0
+    ) -> AsyncIterator[replay_pb2.Event]:
+        call = self.replay.ReadEvents(
+            replay_pb2.ReadEventsRequest(session_id=session_id, after_seq=after_seq)
+        )
+        async for event in call:
+            yield event

@@ -1,0 +1,70 @@
+"""The gateway: what one process holds for the sessions it serves.
+
+It is also a Temporal worker on a task queue named for this process, so a session's workflow can
+reach the process that holds the session's stream (worker-specific task queue pattern).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+
+from temporalio.client import Client, WorkflowHandle
+
+from services.gateway.live_session import LiveSession
+from services.gateway.signals import WorkflowSignals
+from services.store.event_store import EventStore
+from workflows.session_workflow import SessionWorkflow
+from workflows.tools.registry import TOOLS
+
+log = logging.getLogger(__name__)
+
+
+def gateway_queue_name() -> str:
+    return f"earpiece-gateway-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+class Gateway:
+    def __init__(self, *, store: EventStore, client: Client, queue: str | None = None) -> None:
+        self.store = store
+        self.client = client
+        self.queue = queue or gateway_queue_name()
+        self.tools = frozenset(TOOLS)
+        self._live: dict[str, LiveSession] = {}
+        self._attach_lock: dict[str, asyncio.Lock] = {}
+
+    def workflow(self, session_id: str) -> WorkflowHandle[SessionWorkflow, object]:
+        return self.client.get_workflow_handle_for(SessionWorkflow.run, session_id)
+
+    def live(self, session_id: str) -> LiveSession | None:
+        return self._live.get(session_id)
+
+    async def open_live(self, *, session_id: str) -> LiveSession:
+        """Attaches a new stream to the session. An older stream of the same session in this
+        process is closed first, so the session keeps one writer (and one gapless seq)."""
+        lock = self._attach_lock.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            old = self._live.pop(session_id, None)
+            if old is not None:
+                await old.close(reason="replaced", notify="replaced by a newer connection")
+            writer = await self.store.open_writer(session_id)
+            live = LiveSession(
+                session_id=session_id,
+                connection_id=uuid.uuid4().hex,
+                gateway_queue=self.queue,
+                writer=writer,
+                signals=WorkflowSignals(handle=self.workflow(session_id)),
+            )
+            self._live[session_id] = live
+            return live
+
+    def forget(self, live: LiveSession) -> None:
+        if self._live.get(live.session_id) is live:
+            del self._live[live.session_id]
+
+    async def close_all(self, *, reason: str) -> None:
+        for live in list(self._live.values()):
+            await live.close(reason=reason, notify=f"gateway stopping: {reason}")
+        self._live.clear()

@@ -1,0 +1,249 @@
+"""One attached Connect stream: the session's data plane inside this gateway process.
+
+Every client message is validated, deduplicated by its client event id, appended to the event log
+(never waiting for the flush), and acknowledged; a bad message gets an error of its own and the
+stream goes on. Coarse events go to the workflow through WorkflowSignals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import grpc
+
+from services.api.earpiece.v1 import session_pb2 as pb
+from services.gateway import validation
+from services.gateway.signals import WorkflowSignals
+from services.store.writer import SessionWriter
+from workflows.messages import GatewayEvent, GatewayEventKind
+
+log = logging.getLogger(__name__)
+
+# Screen state changes are signalled to the workflow at most this often (the log has them all).
+SCREEN_SIGNAL_INTERVAL_S = 1.0
+
+
+class LiveSession:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        connection_id: str,
+        gateway_queue: str,
+        writer: SessionWriter,
+        signals: WorkflowSignals,
+    ) -> None:
+        self.session_id = session_id
+        self.connection_id = connection_id
+        self.gateway_queue = gateway_queue
+        self.writer = writer
+        self.signals = signals
+        # What the client receives; None ends the stream.
+        self.outbound: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self._screen_hash: str | None = None
+        self._screen_signalled_at = 0.0
+        self._screen_signal_pending: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Future[None] | None = None
+
+    # ---- lifecycle ----
+
+    def attach(self, *, client_event_id: str, producer_time: datetime | None) -> int:
+        seq = self.writer.append(
+            kind="client.attach",
+            source="client",
+            payload={"connection_id": self.connection_id, "gateway_queue": self.gateway_queue},
+            client_event_id=client_event_id,
+            producer_time=producer_time,
+        )
+        self.signals.send(
+            GatewayEvent(
+                kind=GatewayEventKind.ATTACHED,
+                seq=seq,
+                connection_id=self.connection_id,
+                gateway_queue=self.gateway_queue,
+            )
+        )
+        return seq
+
+    async def close(self, *, reason: str, ended: bool = False, notify: str | None = None) -> None:
+        """Records the end of this connection (and of the session if `ended`), flushes the log,
+        tells the workflow, and ends the client's stream. Every caller, the first or a racing
+        later one, returns only once the writer is closed, so a re-attach never finds it open."""
+        if self._closing is None:
+            self.closed.set()
+            self._closing = asyncio.ensure_future(self._close(reason, ended, notify))
+        await asyncio.shield(self._closing)
+
+    async def _close(self, reason: str, ended: bool, notify: str | None) -> None:
+        if self._screen_signal_pending is not None:
+            self._screen_signal_pending.cancel()
+        seq = self.writer.append(
+            kind="session.ended" if ended else "client.detached",
+            source="gateway",
+            payload={"reason": reason, "connection_id": self.connection_id},
+        )
+        if notify is not None:
+            self.outbound.put_nowait(
+                pb.ServerMessage(
+                    seq=seq,
+                    state=pb.SessionState(state=pb.SessionState.STATE_ENDED, detail=notify),
+                )
+            )
+        try:
+            await self.writer.close()
+        finally:
+            if not ended:
+                self.signals.send(
+                    GatewayEvent(
+                        kind=GatewayEventKind.DETACHED, seq=seq, connection_id=self.connection_id
+                    )
+                )
+            await self.signals.close()
+            self.outbound.put_nowait(None)
+
+    # ---- client messages ----
+
+    def handle(self, message: pb.ClientMessage) -> None:
+        """Records one client message. Never raises for bad input: answers with an Error."""
+        body = message.WhichOneof("body")
+        try:
+            client_event_id = validation.validate_client_event_id(message)
+        except validation.InvalidField as exc:
+            self._reject(message, body, exc)
+            return
+        if self.writer.seen(client_event_id):
+            self._send(
+                pb.ServerMessage(ack=pb.Ack(client_event_id=client_event_id, duplicate=True))
+            )
+            return
+        producer_time = message.sent_at.ToDatetime(UTC) if message.HasField("sent_at") else None
+        try:
+            match body:
+                case "audio":
+                    self._on_audio(message, client_event_id, producer_time)
+                case "screen_state":
+                    self._on_screen_state(message, client_event_id, producer_time)
+                case "text":
+                    self._on_text(message, client_event_id, producer_time)
+                case "playback":
+                    self._on_playback(message, client_event_id, producer_time)
+                case "attach":
+                    raise validation.InvalidField(
+                        "attach", "this stream is already attached; open a new stream to re-attach"
+                    )
+                case _:
+                    raise validation.InvalidField(
+                        "body", "set one of audio, screen_state, text or playback"
+                    )
+        except validation.InvalidField as exc:
+            self._reject(message, body, exc)
+
+    def _on_audio(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
+        pcm = validation.validate_audio(m.audio)
+        self.writer.append_audio(
+            stream="input",
+            pcm=pcm,
+            kind="client.audio",
+            source="client",
+            payload={},
+            client_event_id=cid,
+            producer_time=at,
+        )
+
+    def _on_screen_state(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
+        state = validation.validate_screen_state(m.screen_state)
+        canonical = json.dumps(state, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        seq = self.writer.append(
+            kind="client.screen_state",
+            source="client",
+            payload={"state": state, "hash": digest},
+            client_event_id=cid,
+            producer_time=at,
+        )
+        self._ack(cid, seq)
+        if digest != self._screen_hash:
+            self._screen_hash = digest
+            self._signal_screen_change(seq)
+
+    def _on_text(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
+        text = validation.validate_text(m.text)
+        seq = self.writer.append(
+            kind="client.text",
+            source="client",
+            payload={"text": text},
+            client_event_id=cid,
+            producer_time=at,
+        )
+        self._ack(cid, seq)
+
+    def _on_playback(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
+        report = validation.validate_playback(m.playback)
+        seq = self.writer.append(
+            kind="client.playback",
+            source="client",
+            payload={
+                "response_id": report.response_id,
+                "played_ms": report.played_ms,
+                "finished": report.finished,
+            },
+            client_event_id=cid,
+            producer_time=at,
+        )
+        self._ack(cid, seq)
+
+    def _signal_screen_change(self, seq: int) -> None:
+        """Trailing debounce: the workflow hears of at most one change per interval."""
+        now = time.monotonic()
+        wait = self._screen_signalled_at + SCREEN_SIGNAL_INTERVAL_S - now
+        if self._screen_signal_pending is not None:
+            self._screen_signal_pending.cancel()
+
+        def fire() -> None:
+            self._screen_signal_pending = None
+            self._screen_signalled_at = time.monotonic()
+            if not self.closed.is_set():
+                self.signals.send(GatewayEvent(kind=GatewayEventKind.SCREEN_STATE_CHANGED, seq=seq))
+
+        if wait <= 0:
+            fire()
+        else:
+            self._screen_signal_pending = asyncio.get_running_loop().call_later(wait, fire)
+
+    # ---- replies ----
+
+    def _send(self, message: pb.ServerMessage) -> None:
+        if not self.closed.is_set():
+            self.outbound.put_nowait(message)
+
+    def _ack(self, client_event_id: str, seq: int) -> None:
+        self._send(pb.ServerMessage(seq=seq, ack=pb.Ack(client_event_id=client_event_id)))
+
+    def _reject(self, m: pb.ClientMessage, body: str | None, exc: validation.InvalidField) -> None:
+        # The rejection is part of the audit trail; the rejected bytes are not kept.
+        seq = self.writer.append(
+            kind="gateway.message_rejected",
+            source="gateway",
+            payload={
+                "client_event_id": m.client_event_id,
+                "body": body,
+                "field": exc.field,
+                "problem": exc.problem,
+            },
+        )
+        self._send(
+            pb.ServerMessage(
+                seq=seq,
+                error=pb.Error(
+                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                    message=str(exc),
+                    client_event_id=m.client_event_id,
+                ),
+            )
+        )

@@ -1,0 +1,338 @@
+"""SessionService: start, connect, end, get and list sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import code_pb2
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from services.api.earpiece.v1 import session_pb2 as pb
+from services.api.earpiece.v1 import session_pb2_grpc
+from services.gateway import validation
+from services.gateway.convert import STATUS_NAMES, config_to_dict, session_message
+from services.gateway.errors import abort_invalid, abort_with_details, finding_details
+from services.gateway.gateway import Gateway
+from services.gateway.live_session import LiveSession
+from services.prompts import PersonaSpecError, PromptError, PromptRejected, prepare_prompt
+from services.store.events import SessionRecord, WriterConflict
+from workflows.messages import SESSION_TASK_QUEUE, EndRequest, SessionInput
+from workflows.search_attributes import STATUS, TENANT
+from workflows.session_workflow import SessionWorkflow
+
+log = logging.getLogger(__name__)
+
+MAX_END_REASON = 200
+
+
+def finding_message(finding: object) -> pb.PromptFinding:
+    """A prompts.Finding as the API message."""
+    severity = getattr(finding, "severity", "warning")
+    return pb.PromptFinding(
+        severity=pb.PromptFinding.SEVERITY_ERROR
+        if str(severity).lower().endswith("error")
+        else pb.PromptFinding.SEVERITY_WARNING,
+        rule=str(getattr(finding, "rule", "")),
+        line=int(getattr(finding, "line", 0)),
+        excerpt=str(getattr(finding, "excerpt", "")),
+        why=str(getattr(finding, "why", "")),
+        rewrite=str(getattr(finding, "rewrite", "")),
+    )
+
+
+def finding_dict(finding: pb.PromptFinding) -> dict[str, object]:
+    return json_format.MessageToDict(finding, preserving_proto_field_name=True)
+
+
+class SessionService(session_pb2_grpc.SessionServiceServicer):
+    def __init__(self, *, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    # ---- StartSession ----
+
+    async def StartSession(
+        self, request: pb.StartSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartSessionResponse:
+        try:
+            validation.validate_start(request, known_tools=self.gw.tools)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        config = request.config
+        prompt_field = f"config.{config.WhichOneof('prompt')}"
+        try:
+            prepared = prepare_prompt(
+                persona_yaml=config.persona_yaml if config.HasField("persona_yaml") else None,
+                instructions=config.instructions if config.HasField("instructions") else None,
+                tools=list(config.tools),
+            )
+        except PersonaSpecError as exc:
+            await abort_invalid(context, validation.InvalidField(prompt_field, str(exc)))
+        except PromptRejected as exc:
+            findings = [finding_message(f) for f in exc.findings]
+            errors = [f for f in findings if f.severity == pb.PromptFinding.SEVERITY_ERROR]
+            first = errors[0] if errors else findings[0]
+            await abort_with_details(
+                context,
+                code_pb2.INVALID_ARGUMENT,
+                f"{prompt_field}: the prompt has {len(errors)} lint error(s); first, line "
+                f"{first.line}: {first.rule}: {first.why} Rewrite: {first.rewrite}",
+                finding_details(findings, field=prompt_field),
+            )
+        except PromptError as exc:
+            await abort_invalid(context, validation.InvalidField(prompt_field, str(exc)))
+        warnings = [finding_message(f) for f in prepared.warnings]
+        voice = config.voice or prepared.voice or "marin"
+        stored_config = {
+            "request": config_to_dict(config),
+            "instructions": prepared.instructions,
+            "voice": voice,
+            "model": config.model or None,
+            "tools": list(config.tools),
+            "echo_gate": config.echo_gate,
+            "idle_timeout_seconds": validation.idle_timeout_seconds(config),
+        }
+        session_id = request.session_id or str(uuid.uuid4())
+        record = await self.gw.store.create_session(
+            session_id=session_id,
+            tenant_id=request.tenant_id,
+            config=stored_config,
+            prompt_hash=prepared.prompt_hash,
+        )
+        if not record.created:
+            if record.tenant_id != request.tenant_id:
+                await context.abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"session_id {session_id!r} belongs to another tenant; choose another id",
+                )
+            if record.status == "active":
+                await self._start_workflow(record, context)
+            return pb.StartSessionResponse(session=session_message(record), warnings=warnings)
+
+        writer = await self.gw.store.open_writer(session_id)
+        try:
+            writer.append(
+                kind="session.started",
+                source="gateway",
+                payload={
+                    "tenant_id": request.tenant_id,
+                    "prompt_hash": prepared.prompt_hash,
+                    "persona": prepared.persona_name,
+                    "config": stored_config,
+                },
+            )
+            if warnings:
+                writer.append(
+                    kind="prompt.lint_warnings",
+                    source="gateway",
+                    payload={"findings": [finding_dict(w) for w in warnings]},
+                )
+        finally:
+            await writer.close()
+        await self._start_workflow(record, context)
+        return pb.StartSessionResponse(session=session_message(record), warnings=warnings)
+
+    async def _start_workflow(
+        self, record: SessionRecord, context: grpc.aio.ServicerContext
+    ) -> None:
+        try:
+            await self.gw.client.start_workflow(
+                SessionWorkflow.run,
+                SessionInput(
+                    session_id=record.session_id,
+                    tenant_id=record.tenant_id,
+                    idle_timeout_seconds=float(record.config.get("idle_timeout_seconds", 600)),
+                    tools=list(record.config.get("tools", [])),
+                ),
+                id=record.session_id,
+                task_queue=SESSION_TASK_QUEUE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(TENANT, record.tenant_id),
+                        SearchAttributePair(STATUS, "active"),
+                    ]
+                ),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        except RPCError as exc:
+            await self.gw.store.mark_ended(session_id=record.session_id, reason="start_failed")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"could not start the session's workflow ({exc.message}); the session was "
+                "closed, retry StartSession",
+            )
+
+    # ---- Connect ----
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[pb.ClientMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ServerMessage]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("body") != "attach":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first message on Connect must be an attach {session_id}; "
+                f"got {first.WhichOneof('body') or 'an empty message'}",
+            )
+        try:
+            client_event_id = validation.validate_client_event_id(first)
+            session_id = validation.require_session_id(
+                first.attach.session_id, field="attach.session_id"
+            )
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        record = await self.gw.store.get_session(session_id)
+        if record is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no session {session_id!r}; start one with StartSession first",
+            )
+        if record.status != "active":
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {session_id!r} has ended ({record.end_reason or 'ended'}); "
+                "start a new session",
+            )
+        try:
+            live = await self.gw.open_live(session_id=session_id)
+        except WriterConflict as exc:
+            await context.abort(grpc.StatusCode.ABORTED, f"session is held elsewhere: {exc}")
+        producer_time = first.sent_at.ToDatetime(UTC) if first.HasField("sent_at") else None
+        seq = live.attach(client_event_id=client_event_id, producer_time=producer_time)
+        yield pb.ServerMessage(seq=seq, attached=pb.Attached(session=session_message(record)))
+        reader = asyncio.create_task(self._read(live, request_iterator))
+        try:
+            while (message := await live.outbound.get()) is not None:
+                yield message
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await live.close(reason="client_disconnected")
+            self.gw.forget(live)
+
+    async def _read(
+        self, live: LiveSession, request_iterator: AsyncIterator[pb.ClientMessage]
+    ) -> None:
+        try:
+            async for message in request_iterator:
+                if live.closed.is_set():
+                    break
+                live.handle(message)
+        except WriterConflict as exc:
+            log.error("session %s: %s", live.session_id, exc)
+            live.outbound.put_nowait(
+                pb.ServerMessage(
+                    error=pb.Error(
+                        code=grpc.StatusCode.ABORTED.value[0],
+                        message=f"another process is writing this session: {exc}",
+                        fatal=True,
+                    )
+                )
+            )
+            live.outbound.put_nowait(None)
+            return
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            raise
+        await live.close(reason="client_closed")
+
+    # ---- EndSession, GetSession, ListSessions ----
+
+    async def EndSession(
+        self, request: pb.EndSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EndSessionResponse:
+        record = await self._existing(request.session_id, context)
+        if len(request.reason) > MAX_END_REASON:
+            await abort_invalid(
+                context,
+                validation.InvalidField("reason", f"must be at most {MAX_END_REASON} characters"),
+            )
+        if record.status == "active":
+            reason = request.reason or "ended_by_client"
+            try:
+                await self.gw.workflow(record.session_id).execute_update(
+                    SessionWorkflow.end, EndRequest(reason=reason)
+                )
+            except (RPCError, WorkflowUpdateFailedError) as exc:
+                if isinstance(exc, RPCError) and exc.status != RPCStatusCode.NOT_FOUND:
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"could not reach the session's workflow ({exc}); retry EndSession",
+                    )
+                # No running workflow (it already ended or never started): record it here.
+                await self.gw.store.mark_ended(session_id=record.session_id, reason=reason)
+            record = await self._existing(request.session_id, context)
+        return pb.EndSessionResponse(session=session_message(record))
+
+    async def GetSession(
+        self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Session:
+        return session_message(await self._existing(request.session_id, context))
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSessionsResponse:
+        try:
+            page_size = validation.validate_page_size(request.page_size)
+            after = decode_page_token(request.page_token)
+            if request.tenant_id and not validation.TENANT_ID.match(request.tenant_id):
+                raise validation.InvalidField("tenant_id", "is not a valid tenant id")
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        records = await self.gw.store.list_sessions(
+            tenant_id=request.tenant_id or None,
+            status=STATUS_NAMES.get(request.status),
+            page_size=page_size + 1,
+            after=after,
+        )
+        more = len(records) > page_size
+        records = records[:page_size]
+        token = encode_page_token(records[-1]) if more and records else ""
+        return pb.ListSessionsResponse(
+            sessions=[session_message(r) for r in records], next_page_token=token
+        )
+
+    async def _existing(self, session_id: str, context: grpc.aio.ServicerContext) -> SessionRecord:
+        try:
+            validation.require_session_id(session_id)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        record = await self.gw.store.get_session(session_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {session_id!r}")
+        return record
+
+
+def encode_page_token(record: SessionRecord) -> str:
+    raw = json.dumps({"c": record.created_at.isoformat(), "s": record.session_id})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_page_token(token: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(data["c"]), str(data["s"])
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise validation.InvalidField(
+            "page_token", "is not a token from a previous ListSessions response"
+        ) from exc

@@ -1,0 +1,102 @@
+"""What crosses the workflow boundary: small dataclasses holding ids and small values only.
+
+Temporal history is not an audio bus (see ARCHITECTURE.md, "two planes"): nothing here may carry
+audio or large payloads; the event log in Postgres holds those and the workflow refers to seqs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+SESSION_TASK_QUEUE = "earpiece-sessions"
+
+# Activities that run on a gateway's own task queue (worker-specific task queue pattern).
+CLOSE_SESSION_STREAM = "close_session_stream"
+
+
+class GatewayEventKind(StrEnum):
+    """The coarse, debounced domain events a gateway signals: a handful per turn, never frames."""
+
+    ATTACHED = "attached"
+    DETACHED = "detached"
+    TURN_COMMITTED = "turn_committed"
+    RESPONSE_DONE = "response_done"
+    PLAYBACK_DONE = "playback_done"
+    FUNCTION_CALL_REQUESTED = "function_call_requested"
+    SCREEN_STATE_CHANGED = "screen_state_changed"
+    LINK_LOST = "link_lost"
+
+
+@dataclass(kw_only=True)
+class SessionInput:
+    session_id: str
+    tenant_id: str
+    idle_timeout_seconds: float = 600.0
+    tools: list[str] = field(default_factory=list)
+    # Carried over by continue-as-new so a long session keeps its state in a fresh history.
+    carried: SessionProgress | None = None
+
+
+@dataclass(kw_only=True)
+class SessionProgress:
+    gateway_queue: str | None = None
+    connection_id: str | None = None
+    last_seq: int = 0
+    events_seen: int = 0
+    turns: int = 0
+    responses: int = 0
+    screen_changes: int = 0
+    link_losses: int = 0
+
+
+@dataclass(kw_only=True)
+class GatewayEvent:
+    kind: GatewayEventKind
+    # The seq in the session's event log of the event this summarises.
+    seq: int
+    connection_id: str = ""
+    # Set on ATTACHED: where the workflow reaches the process that holds the session.
+    gateway_queue: str = ""
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class EndRequest:
+    reason: str = "ended_by_client"
+
+
+@dataclass(kw_only=True)
+class SessionOutcome:
+    session_id: str
+    reason: str
+    turns: int
+    responses: int
+
+
+@dataclass(kw_only=True)
+class SessionView:
+    """What the `state` query answers."""
+
+    session_id: str
+    tenant_id: str
+    status: str
+    attached: bool
+    gateway_queue: str | None
+    progress: SessionProgress
+    end_reason: str | None = None
+
+
+@dataclass(kw_only=True)
+class CloseStreamInput:
+    session_id: str
+    connection_id: str
+    reason: str
+
+
+@dataclass(kw_only=True)
+class RecordEndInput:
+    session_id: str
+    reason: str
+    # True if no gateway recorded the end in the event log (none was attached).
+    append_event: bool

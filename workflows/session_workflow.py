@@ -1,0 +1,169 @@
+"""SessionWorkflow: one per session (workflow id = session id), the session's durable owner.
+
+It sees only coarse events from the gateway, so its history grows by a handful of events per
+turn; it ends on EndSession or when no client has been attached for the idle timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.messages import (
+    CLOSE_SESSION_STREAM,
+    CloseStreamInput,
+    EndRequest,
+    GatewayEvent,
+    GatewayEventKind,
+    RecordEndInput,
+    SessionInput,
+    SessionOutcome,
+    SessionProgress,
+    SessionView,
+)
+from workflows.search_attributes import STATUS
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.activities.session_store import SessionStoreActivities
+
+
+@workflow.defn
+class SessionWorkflow:
+    def __init__(self) -> None:
+        self._input: SessionInput | None = None
+        self._progress = SessionProgress()
+        self._end: EndRequest | None = None
+        self._ended = False
+
+    @workflow.run
+    async def run(self, input: SessionInput) -> SessionOutcome:
+        self._input = input
+        if input.carried is not None:
+            self._progress = input.carried
+        idle = timedelta(seconds=input.idle_timeout_seconds)
+
+        while self._end is None:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    SessionInput(
+                        session_id=input.session_id,
+                        tenant_id=input.tenant_id,
+                        idle_timeout_seconds=input.idle_timeout_seconds,
+                        tools=input.tools,
+                        carried=self._progress,
+                    )
+                )
+            seen = self._progress.events_seen
+            attached = self._progress.gateway_queue is not None
+            try:
+                # Attached sessions wait for anything; detached ones for a re-attach within idle.
+                await workflow.wait_condition(
+                    self._ending_or_news(seen), timeout=None if attached else idle
+                )
+            except TimeoutError:
+                self._end = EndRequest(reason="idle_timeout")
+
+        outcome = await self._finish(self._end)
+        # Let the `end` update that asked for this return its answer before the run completes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    def _ending_or_news(self, seen: int) -> Callable[[], bool]:
+        return lambda: self._end is not None or self._progress.events_seen != seen
+
+    async def _finish(self, end: EndRequest) -> SessionOutcome:
+        assert self._input is not None
+        recorded_by_gateway = False
+        queue, connection = self._progress.gateway_queue, self._progress.connection_id
+        if queue is not None and connection is not None:
+            # The gateway that holds the stream records the end and closes it. If that process
+            # is gone the activity times out and the end is recorded here instead.
+            try:
+                await workflow.execute_activity(
+                    CLOSE_SESSION_STREAM,
+                    CloseStreamInput(
+                        session_id=self._input.session_id,
+                        connection_id=connection,
+                        reason=end.reason,
+                    ),
+                    task_queue=queue,
+                    schedule_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_attempts=2),
+                )
+                recorded_by_gateway = True
+            except ActivityError:
+                workflow.logger.warning("gateway %s did not close the stream", queue)
+        await workflow.execute_activity_method(
+            SessionStoreActivities.record_session_end,
+            RecordEndInput(
+                session_id=self._input.session_id,
+                reason=end.reason,
+                append_event=not recorded_by_gateway,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        workflow.upsert_search_attributes([STATUS.value_set("ended")])
+        self._ended = True
+        return SessionOutcome(
+            session_id=self._input.session_id,
+            reason=end.reason,
+            turns=self._progress.turns,
+            responses=self._progress.responses,
+        )
+
+    @workflow.signal
+    def gateway_event(self, event: GatewayEvent) -> None:
+        p = self._progress
+        p.events_seen += 1
+        p.last_seq = max(p.last_seq, event.seq)
+        match event.kind:
+            case GatewayEventKind.ATTACHED:
+                p.gateway_queue = event.gateway_queue or None
+                p.connection_id = event.connection_id or None
+            case GatewayEventKind.DETACHED:
+                # A stale detach (an older connection closing after a newer attached) is ignored.
+                if event.connection_id == p.connection_id:
+                    p.gateway_queue = None
+                    p.connection_id = None
+            case GatewayEventKind.TURN_COMMITTED:
+                p.turns += 1
+            case GatewayEventKind.RESPONSE_DONE:
+                p.responses += 1
+            case GatewayEventKind.SCREEN_STATE_CHANGED:
+                p.screen_changes += 1
+            case GatewayEventKind.LINK_LOST:
+                p.link_losses += 1
+            case _:
+                pass
+
+    @workflow.update
+    async def end(self, request: EndRequest) -> SessionOutcome:
+        """Ends the session and returns once the end is recorded everywhere."""
+        if self._end is None:
+            self._end = request
+        await workflow.wait_condition(lambda: self._ended)
+        assert self._input is not None
+        return SessionOutcome(
+            session_id=self._input.session_id,
+            reason=self._end.reason,
+            turns=self._progress.turns,
+            responses=self._progress.responses,
+        )
+
+    @workflow.query
+    def state(self) -> SessionView:
+        assert self._input is not None
+        return SessionView(
+            session_id=self._input.session_id,
+            tenant_id=self._input.tenant_id,
+            status="ended" if self._ended else ("ending" if self._end else "active"),
+            attached=self._progress.gateway_queue is not None,
+            gateway_queue=self._progress.gateway_queue,
+            progress=self._progress,
+            end_reason=self._end.reason if self._end else None,
+        )
