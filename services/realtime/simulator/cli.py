@@ -1,7 +1,7 @@
 """`earpiece simulator`: run the Realtime simulator on its own.
 
-Wire it into the main CLI with `add_simulator_cli(subparsers)` and dispatch to the
-`handler` default it sets, or run `python -m services.realtime.simulator`.
+Wire it into the main CLI with `add_simulator_cli(subparsers)` and call the `func` default it
+sets with the parsed namespace, or run `python -m services.realtime.simulator`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DEFAULT_PORT = 8765
 def add_simulator_cli(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
-    """Register the `simulator` subcommand; its `handler` default is `run_simulator_command`."""
+    """Register the `simulator` subcommand; its `func` default is `run_simulator_command`."""
     parser = subparsers.add_parser(
         "simulator",
         help="run the local Realtime simulator (GA protocol over a WebSocket)",
@@ -38,7 +38,7 @@ def add_simulator_cli(
         ),
     )
     _add_arguments(parser)
-    parser.set_defaults(handler=run_simulator_command)
+    parser.set_defaults(func=run_simulator_command)
     return parser
 
 
