@@ -56,6 +56,11 @@ class EventStore:
         self._writers: dict[str, SessionWriter] = {}
         self._opening: dict[str, asyncio.Task[SessionWriter]] = {}
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (application role), for tables beside the event log."""
+        return self._pool
+
     @classmethod
     async def open(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> EventStore:
         return cls(await create_pool(url, min_size=min_size, max_size=max_size))
