@@ -3,9 +3,12 @@
 Why this shape: a voice session produces ~100 events a second (50 audio frames each way plus
 model events), and the gateway's hot path must never wait for Postgres. So `append` is a plain
 synchronous call that numbers the event and queues it; a background task writes the queue every
-~50 ms as one COPY transaction (one INSERT per transaction manages ~4k events/s on these
-machines, COPY batches >100k/s). A caller that must not act before an event is durable (a tool
-about to run, a session about to end) awaits `flush()`.
+~50 ms (or sooner under a burst) with COPY: one transaction for the events, and, when audio
+chunks are ready, a second one on another connection at the same time (one INSERT per
+transaction manages ~4k events/s on these machines, COPY batches >100k/s). Flushes of one
+session never overlap, so the durable events are always a gapless prefix. A caller that must
+not act before an event is durable (a tool about to run, a session about to end) awaits
+`flush()`.
 
 Durability trade-off, by design:
 - events are durable within ~50 ms of `append` (plus the flush's own time);
@@ -27,12 +30,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -181,8 +183,10 @@ class SessionWriter:
         self._failure: StoreError | None = None
         self._closing = False
         self._closed = False
-        # The (events, chunks) counts of a batch whose commit may or may not have happened.
-        self._in_doubt: tuple[int, int] | None = None
+        # How many queued events / chunks (from the front) were in a batch whose commit may or
+        # may not have happened; checked before the next write.
+        self._doubt_events = 0
+        self._doubt_chunks = 0
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"store-writer:{session_id}")
@@ -280,9 +284,10 @@ class SessionWriter:
         length = len(pcm)
         within = len(chunk.data)
         offset = chunk.start + within
-        text = _encode_json(
-            {**payload, "audio": {"stream": stream, "offset": offset, "length": length}}
-        )
+        # The audio reference is formatted directly (stream is one of two known words):
+        # encoding a merged dict per frame was the largest cost of the audio hot path.
+        ref = f'"audio":{{"stream":"{stream}","offset":{offset},"length":{length}}}}}'
+        text = f"{_encode_json(payload)[:-1]},{ref}" if payload else "{" + ref
         now = datetime.now(UTC)
         if client_event_id is not None:
             self._seen.add(client_event_id)
@@ -417,7 +422,13 @@ class SessionWriter:
                 delay = self._interval
 
     async def _flush_locked(self, *, background: bool) -> None:
-        """Writes every pending event and sealed chunk in one transaction. Holds the lock."""
+        """Writes every pending event and sealed chunk. Holds the lock.
+
+        Events and audio chunks go in two transactions on two connections at once: the chunk
+        bytes dominate the server's work, and one session's flush would otherwise do both in
+        series. Each part is atomic; either may land first, which the design already allows
+        (an event may point at audio that is not yet durable, and a durable chunk whose events
+        are lost in a crash is only audio without events)."""
         if self._failure is not None:
             self._raise_stopped()
         events, chunks = self._pending, self._sealed
@@ -437,87 +448,106 @@ class SessionWriter:
             "store.flush", context=parent, attributes=attributes
         ) as span:
             try:
-                async with self._pool.acquire() as conn:
-                    if self._in_doubt is not None:
-                        events, chunks = await self._skip_committed(conn, events, chunks)
-                    async with conn.transaction():
-                        if events:
-                            await conn.copy_records_to_table(
-                                "session_events", records=events, columns=EVENT_COLUMNS
-                            )
-                        if chunks:
-                            await conn.copy_records_to_table(
-                                "audio_chunks", records=chunks, columns=CHUNK_COLUMNS
-                            )
-            except asyncpg.UniqueViolationError as exc:
-                lost = len(events) + len(self._pending)
-                conflict = WriterConflict(
-                    f"session {self.session_id}: another writer already recorded events in "
-                    f"seq {events[0][1] if events else '-'}..{events[-1][1] if events else '-'} "
-                    f"({exc.constraint_name or exc}); this writer has stopped and dropped "
-                    f"{lost} unflushed events"
-                )
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(conflict)))
-                self._stop(conflict)
-                raise WriterConflict(str(conflict)) from exc
-            except BaseException as exc:
-                if isinstance(exc, Exception) and not _transient(exc):
-                    failed = WriterFailed(
-                        f"session {self.session_id}: the database refused a batch of "
-                        f"{len(events)} events ({type(exc).__name__}: {exc}); this writer "
-                        "has stopped"
-                    )
-                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(failed)))
-                    self._stop(failed)
-                    raise WriterFailed(str(failed)) from exc
-                # Transient (or cancelled): requeue in order; the commit may have happened.
-                self._pending = events + self._pending
-                self._sealed = chunks + self._sealed
-                if self._in_doubt is None:  # else the earlier doubt was never resolved
-                    self._in_doubt = (len(events), len(chunks))
+                if self._doubt_events or self._doubt_chunks:
+                    events, chunks = await self._skip_committed(events, chunks)
+                writes: list[Awaitable[None]] = []
+                if events:
+                    writes.append(self._copy("session_events", events, EVENT_COLUMNS))
+                if chunks:
+                    writes.append(self._copy("audio_chunks", chunks, CHUNK_COLUMNS))
+                results = await asyncio.gather(*writes, return_exceptions=True)
+            except BaseException:
+                # Cancelled, or the check failed: nothing is known to have been written.
+                self._requeue(events, chunks)
                 raise
-        self._in_doubt = None
+            errors = [r for r in results if isinstance(r, BaseException)]
+            events_error = results[0] if events else None
+            chunks_error = results[-1] if chunks else None
+            if not isinstance(events_error, BaseException) and events:
+                self._durable_seq = events[-1][1]
+            if not errors:
+                return
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(errors[0])))
+            conflict = next(
+                (e for e in errors if isinstance(e, asyncpg.UniqueViolationError)), None
+            )
+            if conflict is not None:
+                lost = len(self._pending) + (len(events) if events_error else 0)
+                seqs = f"{events[0][1]}..{events[-1][1]}" if events else "-"
+                stop = WriterConflict(
+                    f"session {self.session_id}: another writer already recorded events or "
+                    f"audio (seq {seqs}, {conflict.constraint_name or conflict}); this writer "
+                    f"has stopped and dropped {lost} unflushed events"
+                )
+                self._stop(stop)
+                raise WriterConflict(str(stop)) from conflict
+            permanent = next((e for e in errors if not _transient(e)), None)
+            if permanent is not None:
+                failed = WriterFailed(
+                    f"session {self.session_id}: the database refused a batch of "
+                    f"{len(events)} events ({type(permanent).__name__}: {permanent}); this "
+                    "writer has stopped"
+                )
+                self._stop(failed)
+                raise WriterFailed(str(failed)) from permanent
+            # Transient: requeue what failed, in order; its commit may have happened anyway.
+            self._requeue(
+                events if isinstance(events_error, BaseException) else [],
+                chunks if isinstance(chunks_error, BaseException) else [],
+            )
+            raise errors[0]
+
+    async def _copy(self, table: str, records: list[Any], columns: tuple[str, ...]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.copy_records_to_table(table, records=records, columns=columns)
+
+    def _requeue(self, events: list[EventRecord], chunks: list[ChunkRecord]) -> None:
+        """Puts a failed batch back in front of the queue and marks it in doubt, unless an
+        earlier doubt is still unresolved (then that one is what must be checked)."""
         if events:
-            self._durable_seq = events[-1][1]
+            self._pending = events + self._pending
+            if not self._doubt_events:
+                self._doubt_events = len(events)
+        if chunks:
+            self._sealed = chunks + self._sealed
+            if not self._doubt_chunks:
+                self._doubt_chunks = len(chunks)
 
     async def _skip_committed(
-        self,
-        conn: asyncpg.Connection | PoolConnectionProxy,
-        events: list[EventRecord],
-        chunks: list[ChunkRecord],
+        self, events: list[EventRecord], chunks: list[ChunkRecord]
     ) -> tuple[list[EventRecord], list[ChunkRecord]]:
-        """After a failure the last batch may have committed after all (the connection broke
-        during COMMIT). Writing it again would look like a conflict, so check its first row."""
-        assert self._in_doubt is not None
-        n_events, n_chunks = self._in_doubt
-        if n_events:
-            first = events[0]
-            found = await conn.fetchval(
-                "SELECT event_id FROM session_events WHERE session_id = $1 AND seq = $2",
-                self.session_id,
-                first[1],
+        """After a failure the batch in doubt may have committed after all (the connection
+        broke during COMMIT). Writing it again would look like a conflict, so check its first
+        row and drop it if it is there."""
+        n_events, n_chunks = self._doubt_events, self._doubt_chunks
+        async with self._pool.acquire() as conn:
+            events_done = bool(n_events) and (
+                await conn.fetchval(
+                    "SELECT event_id FROM session_events WHERE session_id = $1 AND seq = $2",
+                    self.session_id,
+                    events[0][1],
+                )
+                == events[0][2]
             )
-            committed = found == first[2]
-        else:
-            first_chunk = chunks[0]
-            committed = bool(
+            chunks_done = bool(n_chunks) and bool(
                 await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM audio_chunks"
                     " WHERE session_id = $1 AND stream = $2 AND start_offset = $3)",
                     self.session_id,
-                    first_chunk[1],
-                    first_chunk[2],
+                    chunks[0][1],
+                    chunks[0][2],
                 )
             )
-        self._in_doubt = None
-        if not committed:
-            return events, chunks
-        log.info(
-            "session %s: the batch in doubt had committed; not writing it again", self.session_id
-        )
-        if n_events:
+        self._doubt_events = self._doubt_chunks = 0
+        if events_done:
+            log.info(
+                "session %s: events in doubt had committed; not writing them again", self.session_id
+            )
             self._durable_seq = events[n_events - 1][1]
-        return events[n_events:], chunks[n_chunks:]
+            events = events[n_events:]
+        if chunks_done:
+            chunks = chunks[n_chunks:]
+        return events, chunks
 
     def _stop(self, failure: StoreError) -> None:
         """Stops the writer for good, loudly."""

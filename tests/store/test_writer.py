@@ -296,7 +296,7 @@ async def test_batch_in_doubt_is_not_written_twice(store: EventStore) -> None:
     committed = list(writer._pending)
     await writer.flush()
     writer._pending[:0] = committed  # as the error path requeues it
-    writer._in_doubt = (len(committed), 0)
+    writer._doubt_events = len(committed)
     writer.append(kind="test.doubt", source="test", payload={"i": 2})
     assert await writer.flush() == 3
     await writer.close()
