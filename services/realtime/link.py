@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import logging
@@ -169,6 +170,7 @@ class ModelLink:
         self._connection: AsyncRealtimeConnection | None = None
         self._send_lock = asyncio.Lock()
         self._closing = False
+        self._reading = False
         self._event_ids = itertools.count(1)
         self._event_id_prefix = f"evt_{secrets.token_hex(4)}_"
 
@@ -204,10 +206,31 @@ class ModelLink:
         log.info("model link open (%s, model %s)", self.target, self.model)
 
     async def close(self) -> None:
-        """Close on purpose; `events()` then ends without an exception."""
+        """Close on purpose; `events()` then ends without an exception.
+
+        The close handshake needs someone reading: a server blocked on a socket nobody reads
+        never sees the close frame, and the handshake then waits out its timeout. So when no
+        `events()` loop is reading, this reads (and discards) until the socket is closed.
+        """
         self._closing = True
-        if self._connection is not None:
-            await self._connection.close()
+        connection = self._connection
+        if connection is None:
+            return
+        if self._reading:
+            await connection.close()
+            return
+
+        async def discard_until_closed() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await connection.recv_bytes()
+
+        reader = asyncio.create_task(discard_until_closed())
+        try:
+            await connection.close()
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def __aenter__(self) -> ModelLink:
         await self.connect()
@@ -225,13 +248,16 @@ class ModelLink:
         """Every server event in arrival order. Ends quietly after `close()`; raises
         `ModelLinkClosed` when the server closes or the socket drops."""
         connection = self._require_connection()
-        while True:
+        while not self._closing:
+            self._reading = True
             try:
                 message = await connection.recv_bytes()
             except ConnectionClosed as exc:
                 if self._closing:
                     return
                 raise _closed_from(exc) from exc
+            finally:
+                self._reading = False
             raw_text = message.decode("utf-8") if isinstance(message, bytes) else str(message)
             event_type, data = _decode(raw_text)
             yield ServerEvent(raw_text, event_type, data)
