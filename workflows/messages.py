@@ -13,6 +13,7 @@ SESSION_TASK_QUEUE = "earpiece-sessions"
 
 # Activities that run on a gateway's own task queue (worker-specific task queue pattern).
 CLOSE_SESSION_STREAM = "close_session_stream"
+DELIVER_TOOL_OUTPUTS = "deliver_tool_outputs"
 
 
 class GatewayEventKind(StrEnum):
@@ -51,6 +52,46 @@ class SessionProgress:
 
 
 @dataclass(kw_only=True)
+class ToolCall:
+    """A function call the model asked for; `arguments` is the model's JSON text (bounded)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    response_id: str
+    seq: int
+
+
+@dataclass(kw_only=True)
+class ToolOutput:
+    call_id: str
+    name: str
+    # "succeeded" or "failed": either way the model gets an output so it can tell the user.
+    outcome: str
+    output: str
+    # When the tool activity started (ISO 8601), so the log shows it began after speech.
+    started_at: str = ""
+
+
+@dataclass(kw_only=True)
+class DeliverOutputsInput:
+    session_id: str
+    connection_id: str
+    response_id: str
+    outputs: list[ToolOutput]
+    # Calls dropped because the user interrupted their response (recorded, never run).
+    dropped: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class RunToolInput:
+    session_id: str
+    call: ToolCall
+    # session id + call id: a retried activity changes the world once.
+    idempotency_key: str
+
+
+@dataclass(kw_only=True)
 class GatewayEvent:
     kind: GatewayEventKind
     # The seq in the session's event log of the event this summarises.
@@ -59,6 +100,8 @@ class GatewayEvent:
     # Set on ATTACHED: where the workflow reaches the process that holds the session.
     gateway_queue: str = ""
     detail: dict[str, str] = field(default_factory=dict)
+    # Set on FUNCTION_CALL_REQUESTED: every call of one response, sent once it is done.
+    calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

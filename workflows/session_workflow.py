@@ -6,6 +6,8 @@ turn; it ends on EndSession or when no client has been attached for the idle tim
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -15,20 +17,29 @@ from temporalio.exceptions import ActivityError
 
 from workflows.messages import (
     CLOSE_SESSION_STREAM,
+    DELIVER_TOOL_OUTPUTS,
+    SESSION_TASK_QUEUE,
     CloseStreamInput,
+    DeliverOutputsInput,
     EndRequest,
     GatewayEvent,
     GatewayEventKind,
     RecordEndInput,
+    RunToolInput,
     SessionInput,
     SessionOutcome,
     SessionProgress,
     SessionView,
+    ToolCall,
+    ToolOutput,
 )
 from workflows.search_attributes import STATUS
 
 with workflow.unsafe.imports_passed_through():
     from workflows.activities.session_store import SessionStoreActivities
+    from workflows.tools.registry import TOOLS
+
+RUN_TOOL = "run_tool"
 
 
 @workflow.defn
@@ -38,6 +49,8 @@ class SessionWorkflow:
         self._progress = SessionProgress()
         self._end: EndRequest | None = None
         self._ended = False
+        self._playback_done: set[str] = set()
+        self._gates: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, input: SessionInput) -> SessionOutcome:
@@ -78,6 +91,8 @@ class SessionWorkflow:
 
     async def _finish(self, end: EndRequest) -> SessionOutcome:
         assert self._input is not None
+        for gate in self._gates:
+            gate.cancel()
         recorded_by_gateway = False
         queue, connection = self._progress.gateway_queue, self._progress.connection_id
         if queue is not None and connection is not None:
@@ -138,8 +153,99 @@ class SessionWorkflow:
                 p.screen_changes += 1
             case GatewayEventKind.LINK_LOST:
                 p.link_losses += 1
+            case GatewayEventKind.PLAYBACK_DONE:
+                self._playback_done.add(event.detail.get("response_id", ""))
+            case GatewayEventKind.FUNCTION_CALL_REQUESTED:
+                self._gates.append(asyncio.create_task(self._tool_gate(event)))
             case _:
                 pass
+
+    # ---- the tool gate: tools run only after the assistant's speech is done ----
+
+    async def _tool_gate(self, event: GatewayEvent) -> None:
+        assert self._input is not None
+        response_id = event.detail.get("response_id", "")
+        interrupted = event.detail.get("status") == "cancelled"
+        run = [c for c in event.calls if not interrupted or self._survives(c)]
+        dropped = [c for c in event.calls if c not in run]
+        if run:
+            # Held until the response's audio is generated (the signal comes at response.done)
+            # and played; a tool never cuts the assistant off mid-sentence.
+            await workflow.wait_condition(
+                lambda: response_id in self._playback_done or self._end is not None
+            )
+        if self._end is not None:
+            return
+        outputs = list(await asyncio.gather(*(self._run_tool(c) for c in run)))
+        await workflow.wait_condition(
+            lambda: self._progress.gateway_queue is not None or self._end is not None
+        )
+        queue, connection = self._progress.gateway_queue, self._progress.connection_id
+        if queue is None or connection is None:
+            return
+        await workflow.execute_activity(
+            DELIVER_TOOL_OUTPUTS,
+            DeliverOutputsInput(
+                session_id=self._input.session_id,
+                connection_id=connection,
+                response_id=response_id,
+                outputs=outputs,
+                dropped=dropped,
+            ),
+            task_queue=queue,
+            schedule_to_close_timeout=timedelta(seconds=15),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+
+    def _survives(self, call: ToolCall) -> bool:
+        spec = TOOLS.get(call.name)
+        return spec is not None and spec.survives_interruption
+
+    async def _run_tool(self, call: ToolCall) -> ToolOutput:
+        assert self._input is not None
+        started = workflow.now().isoformat()
+        spec = TOOLS.get(call.name)
+        if spec is None or call.name not in self._input.tools:
+            return ToolOutput(
+                call_id=call.call_id,
+                name=call.name,
+                outcome="failed",
+                output=json.dumps({"error": f"tool {call.name!r} is not available"}),
+                started_at=started,
+            )
+        try:
+            output: str = await workflow.execute_activity(
+                RUN_TOOL,
+                RunToolInput(
+                    session_id=self._input.session_id,
+                    call=call,
+                    idempotency_key=f"{self._input.session_id}:{call.call_id}",
+                ),
+                task_queue=SESSION_TASK_QUEUE,
+                start_to_close_timeout=spec.start_to_close,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=spec.maximum_attempts,
+                    non_retryable_error_types=["InvalidToolArguments"],
+                ),
+                result_type=str,
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            message = str(cause.message if cause is not None and hasattr(cause, "message") else exc)
+            return ToolOutput(
+                call_id=call.call_id,
+                name=call.name,
+                outcome="failed",
+                output=json.dumps({"error": message}),
+                started_at=started,
+            )
+        return ToolOutput(
+            call_id=call.call_id,
+            name=call.name,
+            outcome="succeeded",
+            output=output,
+            started_at=started,
+        )
 
     @workflow.update
     async def end(self, request: EndRequest) -> SessionOutcome:

@@ -9,13 +9,15 @@ from services.store.event_store import EventStore
 from workflows.activities.session_store import SessionStoreActivities
 from workflows.messages import SESSION_TASK_QUEUE
 from workflows.session_workflow import SessionWorkflow
+from workflows.tools.activities import ToolActivities
 
 
 def session_worker(*, client: Client, store: EventStore) -> Worker:
     activities = SessionStoreActivities(store=store)
+    tools = ToolActivities(pool=store.pool)
     return Worker(
         client,
         task_queue=SESSION_TASK_QUEUE,
         workflows=[SessionWorkflow],
-        activities=[activities.record_session_end],
+        activities=[activities.record_session_end, tools.run_tool],
     )

@@ -15,7 +15,9 @@ STATUS: dict[SessionStatus, session_pb2.SessionStatus.ValueType] = {
     "active": session_pb2.SESSION_STATUS_ACTIVE,
     "ended": session_pb2.SESSION_STATUS_ENDED,
 }
-STATUS_NAMES: dict[session_pb2.SessionStatus.ValueType, SessionStatus] = {v: k for k, v in STATUS.items()}
+STATUS_NAMES: dict[session_pb2.SessionStatus.ValueType, SessionStatus] = {
+    v: k for k, v in STATUS.items()
+}
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:

@@ -10,11 +10,16 @@ import asyncio
 import logging
 import socket
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway.live_session import LiveSession
+from services.gateway.model_pump import ModelPump
 from services.gateway.signals import WorkflowSignals
+from services.realtime.link import ModelLink, ModelLinkClosed
 from services.store.event_store import EventStore
 from workflows.session_workflow import SessionWorkflow
 from workflows.tools.registry import TOOLS
@@ -22,14 +27,27 @@ from workflows.tools.registry import TOOLS
 log = logging.getLogger(__name__)
 
 
+LinkFactory = Callable[[str | None, Callable[[str], None]], ModelLink]
+
+
 def gateway_queue_name() -> str:
     return f"earpiece-gateway-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
 class Gateway:
-    def __init__(self, *, store: EventStore, client: Client, queue: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        client: Client,
+        queue: str | None = None,
+        link_factory: LinkFactory | None = None,
+    ) -> None:
+        """`link_factory(model, on_send)` makes a model link (OpenAI or the simulator); without one,
+        sessions are recorded but not connected to a model."""
         self.store = store
         self.client = client
+        self.link_factory = link_factory
         self.queue = queue or gateway_queue_name()
         self.tools = frozenset(TOOLS)
         self._live: dict[str, LiveSession] = {}
@@ -41,7 +59,7 @@ class Gateway:
     def live(self, session_id: str) -> LiveSession | None:
         return self._live.get(session_id)
 
-    async def open_live(self, *, session_id: str) -> LiveSession:
+    async def open_live(self, *, session_id: str, config: dict[str, Any]) -> LiveSession:
         """Attaches a new stream to the session. An older stream of the same session in this
         process is closed first, so the session keeps one writer (and one gapless seq)."""
         lock = self._attach_lock.setdefault(session_id, asyncio.Lock())
@@ -58,7 +76,44 @@ class Gateway:
                 signals=WorkflowSignals(handle=self.workflow(session_id)),
             )
             self._live[session_id] = live
+            if self.link_factory is not None:
+                await self._open_model(live, config)
             return live
+
+    async def _open_model(self, live: LiveSession, config: dict[str, Any]) -> None:
+        from workflows.tools.registry import TOOLS
+
+        assert self.link_factory is not None
+        holder: list[ModelPump] = []
+        link = self.link_factory(config.get("model"), lambda text: holder[0].record_sent(text))
+        pump = ModelPump(
+            link=link,
+            writer=live.writer,
+            send_to_client=live.send,
+            signal=live.signals.send,
+            config=config,
+            tool_definitions=[
+                TOOLS[name].realtime_definition() for name in config.get("tools", [])
+            ],
+        )
+        holder.append(pump)
+        try:
+            await pump.start()
+        except ModelLinkClosed as exc:
+            seq = live.writer.append(
+                kind="model.link_failed", source="gateway", payload={"reason": exc.reason}
+            )
+            live.send(
+                pb.ServerMessage(
+                    seq=seq,
+                    state=pb.SessionState(
+                        state=pb.SessionState.STATE_MODEL_LINK_LOST,
+                        detail=f"could not reach the Realtime model: {exc.reason}",
+                    ),
+                )
+            )
+            return
+        live.pump = pump
 
     def forget(self, live: LiveSession) -> None:
         if self._live.get(live.session_id) is live:

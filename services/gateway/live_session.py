@@ -18,6 +18,7 @@ import grpc
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway import validation
+from services.gateway.model_pump import ModelPump
 from services.gateway.signals import WorkflowSignals
 from services.store.writer import SessionWriter
 from workflows.messages import GatewayEvent, GatewayEventKind
@@ -37,12 +38,14 @@ class LiveSession:
         gateway_queue: str,
         writer: SessionWriter,
         signals: WorkflowSignals,
+        pump: ModelPump | None = None,
     ) -> None:
         self.session_id = session_id
         self.connection_id = connection_id
         self.gateway_queue = gateway_queue
         self.writer = writer
         self.signals = signals
+        self.pump = pump
         # What the client receives; None ends the stream.
         self.outbound: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
         self.closed = asyncio.Event()
@@ -83,6 +86,8 @@ class LiveSession:
     async def _close(self, reason: str, ended: bool, notify: str | None) -> None:
         if self._screen_signal_pending is not None:
             self._screen_signal_pending.cancel()
+        if self.pump is not None:
+            await self.pump.close()
         seq = self.writer.append(
             kind="session.ended" if ended else "client.detached",
             source="gateway",
@@ -109,7 +114,7 @@ class LiveSession:
 
     # ---- client messages ----
 
-    def handle(self, message: pb.ClientMessage) -> None:
+    async def handle(self, message: pb.ClientMessage) -> None:
         """Records one client message. Never raises for bad input: answers with an Error."""
         body = message.WhichOneof("body")
         try:
@@ -126,11 +131,11 @@ class LiveSession:
         try:
             match body:
                 case "audio":
-                    self._on_audio(message, client_event_id, producer_time)
+                    await self._on_audio(message, client_event_id, producer_time)
                 case "screen_state":
                     self._on_screen_state(message, client_event_id, producer_time)
                 case "text":
-                    self._on_text(message, client_event_id, producer_time)
+                    await self._on_text(message, client_event_id, producer_time)
                 case "playback":
                     self._on_playback(message, client_event_id, producer_time)
                 case "attach":
@@ -144,9 +149,9 @@ class LiveSession:
         except validation.InvalidField as exc:
             self._reject(message, body, exc)
 
-    def _on_audio(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
+    async def _on_audio(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         pcm = validation.validate_audio(m.audio)
-        self.writer.append_audio(
+        seq = self.writer.append_audio(
             stream="input",
             pcm=pcm,
             kind="client.audio",
@@ -155,6 +160,9 @@ class LiveSession:
             client_event_id=cid,
             producer_time=at,
         )
+        if self.pump is not None and not self.pump.lost.is_set():
+            # The bytes are stored once; the model-bound event refers to the client's event.
+            await self.pump.forward_audio(pcm, {"event_seq": seq})
 
     def _on_screen_state(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         state = validation.validate_screen_state(m.screen_state)
@@ -170,9 +178,11 @@ class LiveSession:
         self._ack(cid, seq)
         if digest != self._screen_hash:
             self._screen_hash = digest
+            if self.pump is not None:
+                self.pump.screen_changed(state, digest)
             self._signal_screen_change(seq)
 
-    def _on_text(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
+    async def _on_text(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         text = validation.validate_text(m.text)
         seq = self.writer.append(
             kind="client.text",
@@ -182,6 +192,8 @@ class LiveSession:
             producer_time=at,
         )
         self._ack(cid, seq)
+        if self.pump is not None and not self.pump.lost.is_set():
+            await self.pump.user_text(text)
 
     def _on_playback(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         report = validation.validate_playback(m.playback)
@@ -197,6 +209,8 @@ class LiveSession:
             producer_time=at,
         )
         self._ack(cid, seq)
+        if self.pump is not None:
+            self.pump.playback(response_id=report.response_id, finished=report.finished)
 
     def _signal_screen_change(self, seq: int) -> None:
         """Trailing debounce: the workflow hears of at most one change per interval."""
@@ -217,6 +231,9 @@ class LiveSession:
             self._screen_signal_pending = asyncio.get_running_loop().call_later(wait, fire)
 
     # ---- replies ----
+
+    def send(self, message: pb.ServerMessage) -> None:
+        self._send(message)
 
     def _send(self, message: pb.ServerMessage) -> None:
         if not self.closed.is_set():

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 
 from services.api.earpiece.v1 import replay_pb2, replay_pb2_grpc, session_pb2, session_pb2_grpc
 from services.gateway.commands import GatewayCommands
-from services.gateway.gateway import Gateway
+from services.gateway.gateway import Gateway, LinkFactory
 from services.gateway.replay_service import ReplayService
 from services.gateway.session_service import SessionService
 from services.store.event_store import EventStore
@@ -44,9 +44,10 @@ async def running_gateway(
     client: Client,
     address: str,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    link_factory: LinkFactory | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Serves the API on `address` (port 0 picks a free one) until the context exits."""
-    gateway = Gateway(store=store, client=client)
+    gateway = Gateway(store=store, client=client, link_factory=link_factory)
     server = grpc.aio.server(interceptors=list(interceptors))
     session_pb2_grpc.add_SessionServiceServicer_to_server(SessionService(gateway=gateway), server)
     replay_pb2_grpc.add_ReplayServiceServicer_to_server(ReplayService(store=store), server)
@@ -59,7 +60,11 @@ async def running_gateway(
     if port == 0:
         raise OSError(f"cannot listen on {address}; set EARPIECE_GRPC_ADDRESS to a free address")
     commands = GatewayCommands(gateway=gateway)
-    worker = Worker(client, task_queue=gateway.queue, activities=[commands.close_session_stream])
+    worker = Worker(
+        client,
+        task_queue=gateway.queue,
+        activities=[commands.close_session_stream, commands.deliver_tool_outputs],
+    )
     await server.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -213,7 +213,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                 "start a new session",
             )
         try:
-            live = await self.gw.open_live(session_id=session_id)
+            live = await self.gw.open_live(session_id=session_id, config=record.config)
         except WriterConflict as exc:
             await context.abort(grpc.StatusCode.ABORTED, f"session is held elsewhere: {exc}")
         producer_time = first.sent_at.ToDatetime(UTC) if first.HasField("sent_at") else None
@@ -236,7 +236,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             async for message in request_iterator:
                 if live.closed.is_set():
                     break
-                live.handle(message)
+                await live.handle(message)
         except WriterConflict as exc:
             log.error("session %s: %s", live.session_id, exc)
             live.outbound.put_nowait(
