@@ -137,11 +137,38 @@ def _event_id_prefix() -> str:
 
 
 def _payload_text(payload: dict[str, Any] | str) -> str:
+    """The payload as JSON text, checked here so that the caller gets the error: Postgres or
+    the encoder refusing one row later would fail a whole batch and stop the writer."""
     if isinstance(payload, str):
-        # Kept verbatim, but checked here: one bad payload would otherwise fail a whole batch.
-        json.loads(payload)
-        return payload
-    return _encode_json(payload)
+        json.loads(payload)  # kept verbatim, but it must be JSON
+        text = payload
+    else:
+        text = _encode_json(payload)
+    if not text.isascii():  # O(1) for the common case
+        text.encode()  # a lone surrogate cannot be sent as UTF-8
+    return text
+
+
+def _check_fields(
+    kind: str,
+    source: str,
+    event_id: str | None,
+    client_event_id: str | None,
+    producer_time: datetime | None,
+) -> None:
+    """Refuses, at append time, what Postgres would refuse at flush time (a NUL in text, a
+    time without a zone), and empty kinds or sources."""
+    if (
+        not kind
+        or not source
+        or "\x00" in kind
+        or "\x00" in source
+        or (event_id is not None and "\x00" in event_id)
+        or (client_event_id is not None and "\x00" in client_event_id)
+    ):
+        raise ValueError("kind, source and ids must be non-empty strings without NUL characters")
+    if producer_time is not None and producer_time.tzinfo is None:
+        raise ValueError("producer_time must be a timezone-aware datetime")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -230,6 +257,7 @@ class SessionWriter:
         id, and WriterConflict/WriterFailed/WriterClosed once the writer has stopped."""
         if self._failure is not None or self._closing:
             self._raise_stopped()
+        _check_fields(kind, source, event_id, client_event_id, producer_time)
         text = _payload_text(payload)
         if client_event_id is not None:
             if client_event_id in self._seen:
@@ -279,6 +307,7 @@ class SessionWriter:
             raise ValueError(f"unknown audio stream {stream!r}; expected one of {AUDIO_STREAMS}")
         if "audio" in payload:
             raise ValueError("payload already has an 'audio' key; the writer sets it")
+        _check_fields(kind, source, event_id, client_event_id, producer_time)
         if client_event_id is not None and client_event_id in self._seen:
             raise DuplicateClientEvent(client_event_id)
         length = len(pcm)
@@ -287,7 +316,7 @@ class SessionWriter:
         # The audio reference is formatted directly (stream is one of two known words):
         # encoding a merged dict per frame was the largest cost of the audio hot path.
         ref = f'"audio":{{"stream":"{stream}","offset":{offset},"length":{length}}}}}'
-        text = f"{_encode_json(payload)[:-1]},{ref}" if payload else "{" + ref
+        text = f"{_payload_text(payload)[:-1]},{ref}" if payload else "{" + ref
         now = datetime.now(UTC)
         if client_event_id is not None:
             self._seen.add(client_event_id)

@@ -116,6 +116,15 @@ async def test_fields_and_verbatim_payloads(store: EventStore) -> None:
         writer.append(kind="bad", source="test", payload="{not json")
     with pytest.raises(ValueError):
         writer.append(kind="bad", source="test", payload={"x": float("nan")})
+    with pytest.raises(ValueError):
+        writer.append(kind="bad", source="test", payload={"x": "lone \ud800 surrogate"})
+    with pytest.raises(ValueError):
+        writer.append(kind="bad\x00", source="test", payload={})
+    with pytest.raises(ValueError):
+        writer.append(kind="bad", source="test", payload={}, client_event_id="c\x00")
+    with pytest.raises(ValueError):
+        writer.append(kind="bad", source="test", payload={}, producer_time=datetime(2026, 1, 1))
+    assert writer.last_seq == 2  # refused appends take no seq
     writer.append(kind="after.bad", source="test", payload={})  # the writer goes on
     await writer.close()
 
