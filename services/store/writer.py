@@ -217,6 +217,7 @@ class SessionWriter:
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"store-writer:{session_id}")
+        self._task.add_done_callback(self._flusher_done)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -577,6 +578,16 @@ class SessionWriter:
         if chunks_done:
             chunks = chunks[n_chunks:]
         return events, chunks
+
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        """A flusher that dies of a bug must not leave appends queueing silently forever."""
+        if task.cancelled() or task.exception() is None or self._failure is not None:
+            return
+        exc = task.exception()
+        log.error("event store flusher for session %s died", self.session_id, exc_info=exc)
+        self._stop(
+            WriterFailed(f"session {self.session_id}: the background flusher died ({exc!r})")
+        )
 
     def _stop(self, failure: StoreError) -> None:
         """Stops the writer for good, loudly."""
