@@ -606,3 +606,90 @@ async def test_handshake_checks_path_model_and_key(start_simulator: StartSimulat
     created = json.loads(await connection.recv_bytes())
     assert created["session"]["model"] == "gpt-realtime-2"
     await connection.close()
+
+
+async def test_barge_in_before_any_audio_leaves_nothing_to_truncate(
+    start_simulator: StartSimulator, sdk_connect: SdkConnect
+) -> None:
+    server = await start_simulator("barge_in_before_audio", realtime_pacing=True)
+    sdk = await sdk_connect(server)
+    await sdk.configure(create_response=False, silence_duration_ms=300)
+    await sdk.send({"type": "response.create"})
+    added = (await sdk.until("response.content_part.added"))[-1]
+    await sdk.append(synthesize_speech("Actually, never mind.") + silence(400))
+    events = await sdk.until("response.done", timeout_s=5)
+    assert "response.output_audio.delta" not in _types(events)
+    assert events[-1]["response"]["status_details"]["reason"] == "turn_detected"
+    item_id = added["item_id"]
+    await sdk.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": 0,
+        }
+    )
+    assert (await sdk.until("error"))[-1]["error"]["message"] == (
+        "Only model output audio messages can be truncated"
+    )
+    await sdk.send({"type": "conversation.item.delete", "item_id": item_id})
+    assert (await sdk.until("conversation.item.deleted"))[-1]["item_id"] == item_id
+
+
+async def test_malformed_arguments_are_streamed_verbatim(
+    start_simulator: StartSimulator, sdk_connect: SdkConnect
+) -> None:
+    server = await start_simulator("bad_tool_calls")
+    sdk = await sdk_connect(server)
+    arguments: list[str] = []
+    for _ in range(3):
+        await sdk.send({"type": "response.create"})
+        events = await sdk.until("response.done")
+        deltas = "".join(
+            e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+        )
+        done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+        assert deltas == done["arguments"]
+        arguments.append(done["arguments"])
+    assert json.loads(arguments[0]) == {"lesson_id": 101, "step": "one"}
+    assert arguments[1] == '{"lesson_id": "fractions-101", "step": '
+    assert arguments[2] == "{}"
+
+
+async def test_the_tutoring_script_end_to_end(
+    start_simulator: StartSimulator, sdk_connect: SdkConnect
+) -> None:
+    """The `make demo` conversation, fast: three spoken turns, one tool call and its follow-up."""
+    server = await start_simulator("tutoring")
+    sdk = await sdk_connect(server)
+    await sdk.configure(create_response=False)
+    scenario = server.scenario
+    transcripts: list[str] = []
+    spoken: list[str] = []
+    for utterance in scenario.user_utterances:
+        await sdk.speak(utterance)
+        turn = await sdk.until("conversation.item.input_audio_transcription.completed")
+        transcripts.append(turn[-1]["transcript"])
+        await sdk.send({"type": "response.create"})
+        done = (await sdk.until("response.done"))[-1]["response"]
+        spoken.append(done["output"][0]["content"][0]["transcript"])
+        for item in done["output"][1:]:
+            assert item["name"] == "mark_step_complete"
+            await sdk.send(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "function_call_output",
+                        "call_id": item["call_id"],
+                        "output": '{"ok": true}',
+                    },
+                }
+            )
+            await sdk.send({"type": "response.create"})
+            follow_up = (await sdk.until("response.done"))[-1]["response"]
+            spoken.append(follow_up["output"][0]["content"][0]["transcript"])
+    assert transcripts == list(scenario.user_utterances)
+    assert spoken == [response.say for response in scenario.responses]
+    session = server.sessions[0]
+    assert session.conversation.unanswered_call_ids() == []
+    assert session.sent_texts == sdk.received_texts

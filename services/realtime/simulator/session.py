@@ -17,6 +17,7 @@ import logging
 import random
 import string
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -205,6 +206,7 @@ class SimulatorSession:
         self.scenario = scenario
         self.realtime_pacing = realtime_pacing
         self.wire: list[WireRecord] = []
+        self._sent_counts: Counter[str] = Counter()
         self.session_config = default_session_config(model=model)
         self.conversation = Conversation()
         self._generated: dict[str, bytearray] = {}
@@ -276,7 +278,7 @@ class SimulatorSession:
         """Wait until `count` events of `event_type` were sent; returns the `count`-th."""
 
         def found() -> bool:
-            return len(self.sent_events(event_type)) >= count or self.closed.is_set()
+            return self._sent_counts[event_type] >= count or self.closed.is_set()
 
         async with self._wire_changed:
             await asyncio.wait_for(self._wire_changed.wait_for(found), timeout=timeout_s)
@@ -405,6 +407,7 @@ class SimulatorSession:
             except ConnectionClosed as exc:
                 self._gone = True
                 raise _ConnectionGone from exc
+            self._sent_counts[event_type] += 1
             await self._record("sent", text)
         return event
 
@@ -490,11 +493,19 @@ class SimulatorSession:
         self.session_config = merged
         turn_detection = self._turn_detection()
         if turn_detection is not None:
+            defaults = VadSettings()
+
+            def setting(name: str, default: float) -> float:
+                value = turn_detection.get(name)  # semantic_vad has none of these: defaults
+                return float(value) if value is not None else default
+
             self._vad.reconfigure(
                 VadSettings(
-                    threshold=float(turn_detection.get("threshold", 0.5)),
-                    prefix_padding_ms=int(turn_detection.get("prefix_padding_ms", 300)),
-                    silence_duration_ms=int(turn_detection.get("silence_duration_ms", 500)),
+                    threshold=setting("threshold", defaults.threshold),
+                    prefix_padding_ms=int(setting("prefix_padding_ms", defaults.prefix_padding_ms)),
+                    silence_duration_ms=int(
+                        setting("silence_duration_ms", defaults.silence_duration_ms)
+                    ),
                 )
             )
         await self._emit("session.updated", session=copy.deepcopy(self.session_config))
@@ -582,11 +593,11 @@ class SimulatorSession:
         await self._emit(
             "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
         )
-        transcription = self.session_config.get("audio", {}).get("input", {}).get("transcription")
-        if not transcription:
-            return
+        # Each committed turn is the next scripted utterance, transcribed or not, so the script
+        # stays aligned if transcription is switched on later.
         transcript = self._script.take_utterance()
-        if transcript is None:
+        transcription = self.session_config.get("audio", {}).get("input", {}).get("transcription")
+        if not transcription or transcript is None:
             return
         words = transcript.split(" ")
         for piece in [words[0], *(f" {word}" for word in words[1:])]:
@@ -644,7 +655,7 @@ class SimulatorSession:
         item["object"] = "realtime.item"
         item["status"] = "completed"
         entry = ConversationEntry(item=item)
-        if "previous_item_id" in event:
+        if event.get("previous_item_id") is not None:
             previous = event["previous_item_id"]
             if previous == "root":
                 previous = None

@@ -12,6 +12,7 @@ speech; speech ends below a level 6 dB lower (hysteresis), after `silence_durati
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from dataclasses import dataclass
 
@@ -127,6 +128,8 @@ class EnergyVad:
 
 def _frame_rms(frame: bytes) -> float:
     samples = array("h", frame)
+    if sys.byteorder == "big":
+        samples.byteswap()  # the wire is little-endian
     if not samples:
         return 0.0
     energy = sum(s * s for s in samples)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import sys
 import zlib
 from array import array
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ def synthesize_utterance(text: str, *, pitch_hz: float = 180.0) -> SpokenAudio:
         if word is not words[-1]:
             _append_quiet(samples, ms=_gap_after(word, rng))
         spans.append(WordSpan(text=word, start_ms=start_ms, end_ms=end_ms))
-    return SpokenAudio(pcm=samples.tobytes(), words=tuple(spans))
+    return SpokenAudio(pcm=_little_endian(samples), words=tuple(spans))
 
 
 @lru_cache(maxsize=64)
@@ -128,6 +129,14 @@ def _babble(seconds: float, *, pitch_hz: float) -> bytes:
         if remaining_ms > 120:
             _append_quiet(samples, ms=rng.uniform(40, 80))
     del samples[target:]
+    return _little_endian(samples)
+
+
+def _little_endian(samples: array[int]) -> bytes:
+    """PCM16 on the wire is little-endian whatever the host's byte order."""
+    if sys.byteorder == "big":
+        samples = array("h", samples)
+        samples.byteswap()
     return samples.tobytes()
 
 
