@@ -269,23 +269,30 @@ async def test_transient_failure_keeps_the_batch(store: EventStore, pg_url: str)
         writer.append(kind="test.kept", source="test", payload={"i": i})
     admin = await asyncpg.connect(pg_url)
     try:
-        # Hold the table so the writer's COPY waits, then kill its connection mid-transaction.
-        async with admin.transaction():
-            await admin.execute("LOCK TABLE session_events IN ACCESS EXCLUSIVE MODE")
-            flushing = asyncio.create_task(writer.flush())
-            pid = None
-            for _ in range(250):
-                await asyncio.sleep(0.02)
-                pid = await admin.fetchval(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND query LIKE '%session_events%'"
-                )
-                if pid is not None:
-                    break
-            assert pid is not None
-            await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            with pytest.raises((asyncpg.InterfaceError, asyncpg.PostgresError, OSError)):
-                await flushing
+        # An uncommitted row with the same key makes the writer's COPY wait on this
+        # transaction (and nobody else's); then its connection is killed mid-transaction.
+        blocker = admin.transaction()
+        await blocker.start()
+        await admin.execute(
+            "INSERT INTO session_events (session_id, seq, event_id, kind, source,"
+            " receive_time, payload) VALUES ($1, 1, 'blocker', 'b', 'b', now(), '{}')",
+            session_id,
+        )
+        flushing = asyncio.create_task(writer.flush())
+        pid = None
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            if pid is not None:
+                break
+        assert pid is not None
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises((asyncpg.InterfaceError, asyncpg.PostgresError, OSError)):
+            await flushing
+        await blocker.rollback()
     finally:
         await admin.close()
     assert not writer.closed
