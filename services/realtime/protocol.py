@@ -143,11 +143,11 @@ def _validate(
     except ValidationError as exc:
         path, code, message = _describe(exc, event_type=event_type)
         raise fail(path, code, message) from None
+    if not isinstance(model, BaseModel):  # pragma: no cover - the unions hold models only
+        raise fail("", "invalid_type", "Validated to a non-model value.")
     unknown_path = next(_unknown_keys(model, prefix=""), None)
     if unknown_path is not None:
         raise fail(unknown_path, "unknown_parameter", f"Unknown parameter: '{unknown_path}'.")
-    if not isinstance(model, BaseModel):  # pragma: no cover - the unions hold models only
-        raise fail("", "invalid_type", "Validated to a non-model value.")
     return model
 
 
@@ -182,22 +182,15 @@ def _describe(exc: ValidationError, *, event_type: str) -> tuple[str, ErrorCode,
     literal did not match are not what the sender meant, so they are discarded first.
     """
     errors = exc.errors(include_url=False)
-    candidates = [error for error in errors if not _is_member_tag_mismatch(error["loc"])] or [
-        *errors
-    ]
-    member_groups: dict[tuple[Any, ...], list[Any]] = {}
-    for error in errors:
-        member_groups.setdefault(_member_prefix(error["loc"]), []).append(error)
     rejected_members = {
-        prefix
-        for prefix, group in member_groups.items()
-        if prefix
-        and any(
-            e["type"] == "literal_error" and tuple(e["loc"]) == (*prefix, "type") for e in group
-        )
+        _member_prefix(e["loc"])
+        for e in errors
+        if e["type"] == "literal_error" and _is_member_tag_mismatch(e["loc"])
     }
-    preferred = [e for e in candidates if _member_prefix(e["loc"]) not in rejected_members]
-    chosen_pool = preferred or candidates
+    plausible = [e for e in errors if _member_prefix(e["loc"]) not in rejected_members]
+    # When no member's `type` matched, the `type` itself is the mistake.
+    tag_errors = [e for e in errors if _is_member_tag_mismatch(e["loc"])]
+    chosen_pool = plausible or tag_errors or [*errors]
 
     # When several union members fail on the same literal (e.g. role), list every allowed value.
     first = chosen_pool[0]
@@ -208,7 +201,8 @@ def _describe(exc: ValidationError, *, event_type: str) -> tuple[str, ErrorCode,
         if e["type"] == "literal_error" and _path_of(e["loc"], event_type=event_type) == path
     ]
     if first["type"] == "literal_error" and len(same_path_literals) > 1:
-        expected = ", ".join(str(e.get("ctx", {}).get("expected", "")) for e in same_path_literals)
+        allowed = (str(e.get("ctx", {}).get("expected", "")) for e in same_path_literals)
+        expected = ", ".join(dict.fromkeys(allowed))  # deduplicated, in order
         return (
             path,
             "invalid_value",
@@ -226,7 +220,13 @@ def _member_prefix(loc: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
 
 
 def _is_member_tag_mismatch(loc: tuple[Any, ...] | list[Any]) -> bool:
-    return len(loc) >= 2 and loc[-1] == "type" and bool(_member_prefix(loc[:-1]))
+    """The error is on a union member's own `type` field: `(..., 'SomeMember', 'type')`."""
+    return (
+        len(loc) >= 2
+        and loc[-1] == "type"
+        and isinstance(loc[-2], str)
+        and bool(_MEMBER_NAME.match(loc[-2]))
+    )
 
 
 def _path_of(loc: tuple[Any, ...] | list[Any], *, event_type: str) -> str:

@@ -174,3 +174,15 @@ def test_function_call_output_item_validates() -> None:
         }
     )
     assert isinstance(model, ConversationItemCreateEvent)
+
+
+def test_nested_union_with_no_matching_type_names_the_type() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        validate_client_event(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "messag", "role": "user", "content": []},
+            }
+        )
+    assert caught.value.path == "item.type"
+    assert caught.value.message.count("'message'") == 1
