@@ -6,6 +6,7 @@ earpiece gateway    the gRPC gateway (and its command worker)
 earpiece worker     the session workflow worker
 earpiece demo       a scripted live session on the embedded defaults, then its timeline
 earpiece simulator  the local Realtime simulator, alone
+earpiece replay ID  a session's timeline, from the event log
 earpiece persona compile FILE / earpiece prompt lint FILE
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +23,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from services.runtime.config import ConfigError, Settings
 
 log = logging.getLogger("earpiece")
+
+# The embedded servers are started and stopped with subprocesses while gRPC threads run; gRPC's
+# fork handlers only print a warning about it, so they are off.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 async def until_interrupted() -> None:
@@ -62,18 +68,20 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from services.gateway.server import running_gateway
-    from services.runtime.app import infrastructure
+    from services.runtime.app import infrastructure, model_endpoint, model_link_factory
     from services.runtime.telemetry import grpc_server_interceptors, setup_telemetry
 
     telemetry = setup_telemetry(service_name="earpiece-gateway")
     try:
         async with (
             infrastructure(settings) as infra,
+            model_endpoint(settings) as simulator_url,
             running_gateway(
                 store=infra.store,
                 client=infra.client,
                 address=settings.grpc_address,
                 interceptors=grpc_server_interceptors(),
+                link_factory=model_link_factory(settings, simulator_url=simulator_url),
             ) as gw,
         ):
             print(f"gateway listening on {gw.address}; Ctrl-C stops it", flush=True)
@@ -85,7 +93,7 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from services.gateway.server import running_gateway
-    from services.runtime.app import infrastructure
+    from services.runtime.app import infrastructure, model_endpoint, model_link_factory
     from services.runtime.telemetry import grpc_server_interceptors, setup_telemetry
     from workflows.worker import session_worker
 
@@ -93,22 +101,41 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with (
             infrastructure(settings) as infra,
+            model_endpoint(settings) as simulator_url,
             session_worker(client=infra.client, store=infra.store),
             running_gateway(
                 store=infra.store,
                 client=infra.client,
                 address=settings.grpc_address,
                 interceptors=grpc_server_interceptors(),
+                link_factory=model_link_factory(settings, simulator_url=simulator_url),
             ) as gw,
         ):
             print(f"earpiece dev: gRPC on {gw.address}", flush=True)
             print(f"  Postgres: {infra.database_url}", flush=True)
             print(f"  Temporal: {settings.temporal_address or '127.0.0.1:7233 (embedded)'}")
+            print(f"  model:    {simulator_url or 'OpenAI Realtime'}", flush=True)
             print(f"  state:    {settings.state_dir}", flush=True)
             print("Ctrl-C stops everything.", flush=True)
             await until_interrupted()
     finally:
         telemetry.shutdown()
+    return 0
+
+
+async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from services.replay.timeline import build_timeline
+    from services.runtime.postgres import check_reachable, database_url
+    from services.store.event_store import EventStore
+
+    async with database_url(settings) as url:
+        await check_reachable(url)
+        async with await EventStore.open(url) as store:
+            if await store.get_session(args.session_id) is None:
+                print(f"earpiece: no session {args.session_id!r}", file=sys.stderr)
+                return 1
+            timeline = await build_timeline(store.read_events(args.session_id))
+    print(timeline.render())
     return 0
 
 
@@ -127,12 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name, (func, help_text) in commands.items():
         sub.add_parser(name, help=help_text).set_defaults(run=func)
-    try:
-        from services.demo import add_demo_cli
-    except ImportError:
-        pass
-    else:
-        add_demo_cli(sub)
+    replay = sub.add_parser("replay", help="print a session's timeline from the event log")
+    replay.add_argument("session_id")
+    replay.set_defaults(run=cmd_replay)
+    from services.demo import add_demo_cli
+
+    add_demo_cli(sub)
     from services.prompts.cli import add_prompt_cli
     from services.realtime.simulator.cli import add_simulator_cli
 

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 BYTES_PER_MS = 48  # PCM16 mono at 24 kHz
 CONTEXT_PREFIX = "Context update:"
+PLAYBACK_REPORT_GRACE_S = 3.0
+PLAYBACK_ESTIMATE_GRACE_S = 0.5
 APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
 
 
@@ -73,6 +75,7 @@ class ModelPump:
         self._context_item: str | None = None
         self._pending_appends: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._client_reports = False
         self.lost = asyncio.Event()
 
     # ---- lifecycle ----
@@ -128,6 +131,7 @@ class ModelPump:
         await self.request_response(reason="user_text")
 
     def playback(self, *, response_id: str, finished: bool) -> None:
+        self._client_reports = True
         state = self._responses.get(response_id)
         if state is not None and finished:
             self._playback_done(state, estimated=False)
@@ -351,7 +355,10 @@ class ModelPump:
         if state.first_delivered_at is None:
             self._playback_done(state, estimated=True)
             return
-        played_by = state.first_delivered_at + state.audio_bytes / BYTES_PER_MS / 1000
+        # A client that reports playback gets time for its report to arrive (its player lags
+        # delivery by its jitter buffer); one that never has is estimated sooner.
+        grace = PLAYBACK_REPORT_GRACE_S if self._client_reports else PLAYBACK_ESTIMATE_GRACE_S
+        played_by = state.first_delivered_at + state.audio_bytes / BYTES_PER_MS / 1000 + grace
         delay = max(0.0, played_by - time.monotonic())
         state.estimate = asyncio.get_running_loop().call_later(
             delay, self._playback_done, state, True

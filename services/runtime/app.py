@@ -3,12 +3,14 @@ in reverse. Every command of the CLI is built from this."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from temporalio.client import Client
 
+from services.gateway.gateway import LinkFactory
+from services.realtime.link import ModelLink
 from services.runtime.config import Settings
 from services.runtime.postgres import check_reachable, database_url
 from services.runtime.telemetry import temporal_interceptors
@@ -42,3 +44,41 @@ async def infrastructure(
                 )
         finally:
             await store.close()
+
+
+def model_link_factory(settings: Settings, *, simulator_url: str | None) -> LinkFactory:
+    """OpenAI when OPENAI_API_KEY is set, else the simulator at `simulator_url`."""
+
+    def make(model: str | None, on_send: Callable[[str], None]) -> ModelLink:
+        return ModelLink(
+            model=model or settings.realtime_model,
+            api_key=settings.openai_api_key,
+            simulator_url=None if settings.openai_api_key else simulator_url,
+            on_send=on_send,
+        )
+
+    return make
+
+
+@asynccontextmanager
+async def model_endpoint(
+    settings: Settings, *, scenario: str = "tutoring"
+) -> AsyncIterator[str | None]:
+    """The simulator URL to use: EARPIECE_SIMULATOR_URL, or a built-in simulator started here
+    when no OPENAI_API_KEY is set (None when the real API is used)."""
+    if settings.openai_api_key:
+        yield None
+        return
+    if settings.simulator_url:
+        yield settings.simulator_url
+        return
+    from services.realtime.simulator.scenario import load_builtin_scenario
+    from services.realtime.simulator.server import serve_simulator
+
+    server = await serve_simulator(
+        host="127.0.0.1", port=0, scenario=load_builtin_scenario(scenario), realtime_pacing=True
+    )
+    try:
+        yield server.url
+    finally:
+        await server.stop()
