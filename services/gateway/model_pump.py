@@ -406,7 +406,7 @@ class ModelPump:
                     seq=seq,
                     error=pb.Error(
                         code=grpc.StatusCode.UNAVAILABLE.value[0],
-                        message=f"the model ended the session: {error.get('message', code)}",
+                        message=f"the model ended the session ({code}): {error.get('message', '')}",
                         fatal=True,
                     ),
                 )
