@@ -18,6 +18,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from openai import AsyncOpenAI
@@ -53,6 +54,10 @@ def scenario() -> Scenario:
             "responses": [{"say": "Yes, that is right."}] * TURNS,
         }
     )
+
+
+def finals_reach(finals: list[str], count: int) -> Callable[[], bool]:
+    return lambda: len(finals) >= count
 
 
 def turn_latencies(session: SimulatorSession) -> list[float]:
@@ -109,10 +114,10 @@ async def run_earpiece(
                             done.notify_all()
 
             task = asyncio.create_task(receive())
-            for turn in range(TURNS):
+            for turn in range(1, TURNS + 1):
                 await stream.stream_audio(FRAMES, realtime=False)
                 async with asyncio.timeout(30), done:
-                    await done.wait_for(lambda turn=turn: len(finals) > turn)
+                    await done.wait_for(finals_reach(finals, turn))
             await api.end_session(session.session_id)
             await asyncio.wait_for(task, timeout=10)
     wire = sim.sessions[0]
