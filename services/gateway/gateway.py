@@ -74,6 +74,7 @@ class Gateway:
                 gateway_queue=self.queue,
                 writer=writer,
                 signals=WorkflowSignals(handle=self.workflow(session_id)),
+                echo_gate=bool(config.get("echo_gate")),
             )
             self._live[session_id] = live
             if self.link_factory is not None:

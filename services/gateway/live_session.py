@@ -39,6 +39,7 @@ class LiveSession:
         writer: SessionWriter,
         signals: WorkflowSignals,
         pump: ModelPump | None = None,
+        echo_gate: bool = False,
     ) -> None:
         self.session_id = session_id
         self.connection_id = connection_id
@@ -46,6 +47,7 @@ class LiveSession:
         self.writer = writer
         self.signals = signals
         self.pump = pump
+        self.echo_gate = echo_gate
         # What the client receives; None ends the stream.
         self.outbound: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
         self.closed = asyncio.Event()
@@ -151,16 +153,19 @@ class LiveSession:
 
     async def _on_audio(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         pcm = validation.validate_audio(m.audio)
+        # The echo gate (a per-session choice, for clients without echo cancellation): while
+        # assistant audio plays, the mic hears it, so the frame is kept but not sent on.
+        gated = self.echo_gate and self.pump is not None and self.pump.assistant_playing
         seq = self.writer.append_audio(
             stream="input",
             pcm=pcm,
             kind="client.audio",
             source="client",
-            payload={},
+            payload={"echo_gated": True} if gated else {},
             client_event_id=cid,
             producer_time=at,
         )
-        if self.pump is not None and not self.pump.lost.is_set():
+        if self.pump is not None and not self.pump.lost.is_set() and not gated:
             # The bytes are stored once; the model-bound event refers to the client's event.
             await self.pump.forward_audio(pcm, {"event_seq": seq})
 
@@ -210,7 +215,11 @@ class LiveSession:
         )
         self._ack(cid, seq)
         if self.pump is not None:
-            self.pump.playback(response_id=report.response_id, finished=report.finished)
+            self.pump.playback(
+                response_id=report.response_id,
+                played_ms=report.played_ms,
+                finished=report.finished,
+            )
 
     def _signal_screen_change(self, seq: int) -> None:
         """Trailing debounce: the workflow hears of at most one change per interval."""

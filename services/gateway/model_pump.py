@@ -44,7 +44,15 @@ class ResponseState:
     status: str = ""
     calls: list[ToolCall] = field(default_factory=list)
     playback_done: bool = False
+    # The latest progress the client reported for this response, if any.
+    played_ms: int | None = None
     estimate: asyncio.TimerHandle | None = None
+
+    def generated_ms(self) -> int:
+        return self.audio_bytes // BYTES_PER_MS
+
+    def playing(self) -> bool:
+        return self.first_delivered_at is not None and not self.playback_done
 
 
 class ModelPump:
@@ -130,11 +138,19 @@ class ModelPump:
         await self.link.add_user_text(text=text)
         await self.request_response(reason="user_text")
 
-    def playback(self, *, response_id: str, finished: bool) -> None:
+    def playback(self, *, response_id: str, played_ms: int, finished: bool) -> None:
         self._client_reports = True
         state = self._responses.get(response_id)
-        if state is not None and finished:
+        if state is None:
+            return
+        state.played_ms = played_ms
+        if finished:
             self._playback_done(state, estimated=False)
+
+    @property
+    def assistant_playing(self) -> bool:
+        """Whether the client is (or should be) playing assistant audio right now."""
+        return any(state.playing() for state in self._responses.values())
 
     async def deliver_tool_outputs(self, outputs: list[ToolOutput]) -> None:
         """Function call outputs, then exactly one response.create once none is active."""
@@ -307,18 +323,54 @@ class ModelPump:
                 pass
 
     async def _on_speech_started(self, seq: int) -> None:
-        """Barge-in: the user talks over the assistant, so the client stops playback now."""
-        for state in self._responses.values():
-            if state.first_delivered_at is not None and not state.playback_done:
-                self._send_to_client(
-                    pb.ServerMessage(
-                        seq=seq,
-                        stop_playback=pb.StopPlayback(
-                            response_id=state.response_id,
-                            item_id=state.item_ids[-1] if state.item_ids else "",
-                        ),
-                    )
+        """Barge-in: the user talks over the assistant. The client stops playback now, and the
+        assistant item is cut to what the user actually heard, so the model does not believe
+        it said what nobody heard."""
+        for state in list(self._responses.values()):
+            # Playing audio, or an active response whose item exists but has no audio yet.
+            unheard = not state.done and state.first_delivered_at is None and bool(state.item_ids)
+            if not (state.playing() or unheard):
+                continue
+            item_id = state.item_ids[-1] if state.item_ids else ""
+            self._send_to_client(
+                pb.ServerMessage(
+                    seq=seq,
+                    stop_playback=pb.StopPlayback(response_id=state.response_id, item_id=item_id),
                 )
+            )
+            if state.played_ms is not None:
+                heard, source = state.played_ms, "reported"
+            elif state.first_delivered_at is None:
+                heard, source = 0, "estimated"
+            else:
+                heard = int((time.monotonic() - state.first_delivered_at) * 1000)
+                source = "estimated"
+            # Beyond the generated audio is a fatal error on the API (pipecat #1963): clamp.
+            audio_end_ms = max(0, min(heard, state.generated_ms()))
+            self._playback_done(state, estimated=source == "estimated", interrupted=True)
+            if not item_id:
+                continue
+            if audio_end_ms == 0:
+                # Truncating at 0 ms is rejected; the item goes instead.
+                self.writer.append(
+                    kind="decision.item_deleted",
+                    source="gateway",
+                    payload={"item_id": item_id, "reason": "barge_in_before_audio_heard"},
+                )
+                await self.link.delete_item(item_id=item_id)
+            else:
+                self.writer.append(
+                    kind="decision.truncated",
+                    source="gateway",
+                    payload={
+                        "item_id": item_id,
+                        "audio_end_ms": audio_end_ms,
+                        "heard_ms": heard,
+                        "generated_ms": state.generated_ms(),
+                        "heard_from": source,
+                    },
+                )
+                await self.link.truncate(item_id=item_id, audio_end_ms=audio_end_ms)
 
     async def _on_response_done(self, data: dict[str, Any], seq: int) -> None:
         response = data.get("response", {})
@@ -364,7 +416,9 @@ class ModelPump:
             delay, self._playback_done, state, True
         )
 
-    def _playback_done(self, state: ResponseState, estimated: bool) -> None:
+    def _playback_done(
+        self, state: ResponseState, estimated: bool, *, interrupted: bool = False
+    ) -> None:
         if state.playback_done:
             return
         state.playback_done = True
@@ -376,7 +430,8 @@ class ModelPump:
             payload={
                 "response_id": state.response_id,
                 "estimated": estimated,
-                "audio_ms": state.audio_bytes // BYTES_PER_MS,
+                "interrupted": interrupted,
+                "audio_ms": state.generated_ms(),
             },
         )
         self._signal(

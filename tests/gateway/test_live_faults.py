@@ -6,57 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.client import EarpieceClient, SessionStream
-from services.gateway.server import RunningGateway, running_gateway
-from services.realtime.simulator.scenario import load_builtin_scenario
-from services.realtime.simulator.server import SimulatorServer, serve_simulator
-from services.realtime.simulator.voice import silence, synthesize_speech
-from services.runtime.app import model_link_factory
-from services.runtime.config import Settings
 from services.store.event_store import EventStore
+from tests.gateway.live_helpers import GatewayFor, simulator, speak
 from tests.gateway.test_session_api import BRIEFING
-
-GatewayFor = Callable[[str], AbstractAsyncContextManager[RunningGateway]]
-
-
-@pytest.fixture
-def gateway_for(gateway: RunningGateway, settings: Settings) -> GatewayFor:
-    @asynccontextmanager
-    async def make(url: str) -> AsyncIterator[RunningGateway]:
-        async with running_gateway(
-            store=gateway.gateway.store,
-            client=gateway.gateway.client,
-            address="127.0.0.1:0",
-            link_factory=model_link_factory(settings, simulator_url=url),
-        ) as running:
-            yield running
-
-    return make
-
-
-@asynccontextmanager
-async def simulator(name: str) -> AsyncIterator[SimulatorServer]:
-    server = await serve_simulator(
-        host="127.0.0.1", port=0, scenario=load_builtin_scenario(name), realtime_pacing=False
-    )
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-async def speak(stream: SessionStream, text: str) -> None:
-    speech = synthesize_speech(text) + silence(900)
-    await stream.stream_audio(
-        [speech[i : i + 960] for i in range(0, len(speech), 960)], realtime=False
-    )
 
 
 async def until_state(stream: SessionStream, state: int) -> list[pb.ServerMessage]:
