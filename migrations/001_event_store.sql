@@ -2,9 +2,11 @@
 -- Applied once by services/store/migrations.py inside one transaction.
 
 -- Sessions: one row per conversation; the only table the application updates.
+-- Ids are opaque ASCII tokens: COLLATE "C" compares them bytewise, which keeps every primary
+-- key insert cheap whatever the database's locale (a linguistic collation costs each insert).
 CREATE TABLE sessions (
-    session_id  text PRIMARY KEY,
-    tenant_id   text NOT NULL,
+    session_id  text COLLATE "C" PRIMARY KEY,
+    tenant_id   text COLLATE "C" NOT NULL,
     status      text NOT NULL CHECK (status IN ('active', 'ended')),
     config      jsonb NOT NULL,
     prompt_hash text,
@@ -21,7 +23,7 @@ CREATE INDEX sessions_created ON sessions (created_at, session_id);
 -- primary key turns a second writer into a unique violation instead of an interleaving.
 -- No foreign key to sessions: a per-row RI check would halve COPY throughput.
 CREATE TABLE session_events (
-    session_id      text NOT NULL,
+    session_id      text COLLATE "C" NOT NULL,
     seq             bigint NOT NULL CHECK (seq > 0),
     event_id        text NOT NULL,
     kind            text NOT NULL,
@@ -33,7 +35,7 @@ CREATE TABLE session_events (
     tx              xid8 NOT NULL DEFAULT pg_current_xact_id(),
     position        bigint GENERATED ALWAYS AS IDENTITY,
     -- The client's id for the message, for "a repeated id is accepted once".
-    client_event_id text,
+    client_event_id text COLLATE "C",
     -- Where this event's audio lives (audio_chunks, by stream byte offset), if it has any.
     audio_stream    text CHECK (audio_stream IN ('input', 'output')),
     audio_offset    bigint,
@@ -53,7 +55,7 @@ CREATE UNIQUE INDEX session_events_client_event_id
 -- keeps substring reads cheap. frame_offsets[i] is where frame i starts within data;
 -- frame_times[i] is when it was received.
 CREATE TABLE audio_chunks (
-    session_id    text NOT NULL,
+    session_id    text COLLATE "C" NOT NULL,
     stream        text NOT NULL CHECK (stream IN ('input', 'output')),
     start_offset  bigint NOT NULL CHECK (start_offset >= 0),
     data          bytea NOT NULL,
