@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.store import (
     DuplicateClientEvent,
@@ -18,6 +21,7 @@ from services.store import (
     WriterClosed,
     WriterConflict,
 )
+from services.store import writer as writer_module
 from tests.store.conftest import new_id
 
 
@@ -317,3 +321,25 @@ async def test_batch_in_doubt_is_not_written_twice(store: EventStore) -> None:
     assert await writer.flush() == 3
     await writer.close()
     assert [e.payload["i"] async for e in store.read_events(session_id)] == [0, 1, 2]
+
+
+async def test_each_flush_is_a_span(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(writer_module, "_tracer", provider.get_tracer("test"))
+
+    session_id = new_id("span")
+    writer = await store.open_writer(session_id, flush_interval=60)
+    for _ in range(3):
+        writer.append(kind="k", source="s", payload={})
+    writer.append_audio(stream="output", pcm=b"\0" * 960, kind="a", source="s", payload={})
+    await writer.flush()
+    await writer.close()
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "store.flush"
+    assert span.attributes is not None
+    assert span.attributes["store.events"] == 4
+    assert span.attributes["store.audio_chunks"] == 1
+    assert span.attributes["store.audio_bytes"] == 960
+    assert span.attributes["earpiece.session_id"] == session_id
