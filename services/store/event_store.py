@@ -20,7 +20,6 @@ from services.store.events import (
     SessionRecord,
     SessionStatus,
     StoredEvent,
-    StoreError,
 )
 from services.store.pool import create_pool
 from services.store.writer import FLUSH_INTERVAL, SessionWriter
@@ -63,9 +62,12 @@ class EventStore:
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> EventStore:
+        """Connects a pool whose connections run as the application role where possible."""
         return cls(await create_pool(url, min_size=min_size, max_size=max_size))
 
     async def close(self) -> None:
+        """Closes (flushes) every writer still open, then the pool; a writer that fails to
+        flush is logged, not raised, so the pool is always closed."""
         for writer in list(self._writers.values()):
             try:
                 await writer.close()
@@ -203,6 +205,3 @@ class EventStore:
             "SELECT coalesce(max(seq), 0) FROM session_events WHERE session_id = $1", session_id
         )
         return int(value)
-
-
-__all__ = ["EventStore", "StoreError"]
