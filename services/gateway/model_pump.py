@@ -387,6 +387,14 @@ class ModelPump:
             )
         )
         if state.calls:
+            for call in state.calls:
+                # Held in the workflow until the response's audio has been played.
+                self.writer.append(
+                    kind="decision.tool_held",
+                    source="gateway",
+                    payload={"call_id": call.call_id, "name": call.name, "response": response_id},
+                )
+                self.tool_status(call.call_id, call.name, "held", "")
             self._signal(
                 GatewayEvent(
                     kind=GatewayEventKind.FUNCTION_CALL_REQUESTED,

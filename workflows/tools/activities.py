@@ -17,6 +17,14 @@ from temporalio.exceptions import ApplicationError
 from workflows.messages import RunToolInput
 from workflows.tools.registry import TOOLS, ToolSpec
 
+# The example lesson catalogue: lesson id → number of steps.
+LESSONS = {"fractions-101": 3, "decimals-101": 4}
+ACCEPTED_ANSWERS = frozenset({"3/4", "9/12", "13/12", "11/12"})
+HINTS = {
+    "fractions": "Find a denominator both fractions share, then add the numerators.",
+    "decimals": "Line the decimal points up before you add.",
+}
+
 
 class ToolActivities:
     def __init__(self, *, pool: asyncpg.Pool) -> None:
@@ -35,6 +43,13 @@ class ToolActivities:
                 result = await self._mark_step_complete(input, arguments)
             case "highlight_element":
                 result = {"highlighted": arguments["element_id"]}
+            case "open_exercise":
+                result = {"opened": arguments["exercise"]}
+            case "check_answer":
+                answer = arguments["answer"].replace(" ", "")
+                result = {"answer": answer, "correct": answer in ACCEPTED_ANSWERS}
+            case "get_hint":
+                result = {"hint": HINTS.get(arguments["topic"], HINTS["fractions"])}
             case _:
                 raise ApplicationError(f"tool {spec.name!r} has no implementation")
         return json.dumps(result)
@@ -42,6 +57,14 @@ class ToolActivities:
     async def _mark_step_complete(
         self, input: RunToolInput, arguments: dict[str, Any]
     ) -> dict[str, Any]:
+        steps = LESSONS.get(arguments["lesson_id"])
+        if steps is None or arguments["step"] > steps:
+            # A real failure the model must hear about, so it can tell the user.
+            raise ApplicationError(
+                f"lesson {arguments['lesson_id']!r} has no step {arguments['step']}",
+                type="UnknownLessonStep",
+                non_retryable=True,
+            )
         inserted = await self._pool.fetchval(
             """
             INSERT INTO lesson_progress (idempotency_key, session_id, lesson_id, step)

@@ -48,6 +48,36 @@ TOOLS: dict[str, ToolSpec] = {
             start_to_close=timedelta(seconds=5),
         ),
         ToolSpec(
+            name="check_answer",
+            description="Check the user's answer to the exercise on screen.",
+            parameters={
+                "type": "object",
+                "properties": {"answer": {"type": "string", "minLength": 1}},
+                "required": ["answer"],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            name="get_hint",
+            description="Get a hint for a topic without giving the answer away.",
+            parameters={
+                "type": "object",
+                "properties": {"topic": {"type": "string", "minLength": 1}},
+                "required": ["topic"],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            name="open_exercise",
+            description="Open an exercise of the current lesson on the user's screen.",
+            parameters={
+                "type": "object",
+                "properties": {"exercise": {"type": "integer", "minimum": 1}},
+                "required": ["exercise"],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
             name="mark_step_complete",
             description="Record that the user finished a lesson step.",
             parameters={
