@@ -10,18 +10,16 @@ this process's wall clock. Goal (issue 5): within 1.25x of the baseline at p50, 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from benchmarks.baseline_workflow import SignalThenActivity, bench_touch
+from benchmarks.common import pct, throwaway_settings
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.client import EarpieceClient
 from services.gateway.server import running_gateway
@@ -165,20 +163,11 @@ async def run_earpiece(settings: Settings, store: EventStore, client: Client) ->
     return [(TimedTools.started[r] - reported[r]) * 1000 for r in TimedTools.started]
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def main() -> None:
-    state = Path(tempfile.mkdtemp(prefix="earpiece-bench-"))
-    settings = Settings.from_env({"EARPIECE_STATE_DIR": str(state)})
-    try:
+    with throwaway_settings() as settings:
         async with infrastructure(settings, temporal_port=None) as infra:
             baseline = await run_baseline(infra.client)
             gate = await run_earpiece(settings, infra.store, infra.client)
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
     print(f"playback finished → tool activity starts, {TURNS} calls each (ms)")
     print(f"{'':40}{'p50':>9}{'p99':>9}")
     base50, base99 = pct(baseline, 0.5), pct(baseline, 0.99)

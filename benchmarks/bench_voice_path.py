@@ -14,16 +14,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from openai import AsyncOpenAI
 from temporalio.client import Client
 
+from benchmarks.common import pct, throwaway_settings
 from services.client import EarpieceClient
 from services.gateway.server import running_gateway
 from services.realtime.link import build_session_update
@@ -155,15 +153,8 @@ async def run_baseline(sim: SimulatorServer) -> tuple[list[float], list[float]]:
     return turn_latencies(wire), audio
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def main() -> None:
-    state = Path(tempfile.mkdtemp(prefix="earpiece-bench-"))
-    settings = Settings.from_env({"EARPIECE_STATE_DIR": str(state)})
-    try:
+    with throwaway_settings() as settings:
         async with (
             infrastructure(settings, temporal_port=None) as infra,
             session_worker(client=infra.client, store=infra.store),
@@ -182,8 +173,6 @@ async def main() -> None:
                 ep_turn, ep_audio = await run_earpiece(sim, settings, infra.store, infra.client)
             finally:
                 await sim.stop()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
 
     print(f"voice path, {TURNS} turns each, simulator clock (ms)")
     print(f"{'':36}{'p50':>9}{'p99':>9}")

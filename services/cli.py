@@ -67,22 +67,16 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
-    from services.gateway.server import running_gateway
-    from services.runtime.app import infrastructure, model_endpoint, model_link_factory
+    from services.runtime.app import infrastructure, serving_gateway
     from services.runtime.telemetry import grpc_server_interceptors, setup_telemetry
 
     telemetry = setup_telemetry(service_name="earpiece-gateway")
     try:
         async with (
             infrastructure(settings) as infra,
-            model_endpoint(settings) as simulator_url,
-            running_gateway(
-                store=infra.store,
-                client=infra.client,
-                address=settings.grpc_address,
-                interceptors=grpc_server_interceptors(),
-                link_factory=model_link_factory(settings, simulator_url=simulator_url),
-            ) as gw,
+            serving_gateway(
+                infra, address=settings.grpc_address, interceptors=grpc_server_interceptors()
+            ) as (gw, _),
         ):
             print(f"gateway listening on {gw.address}; Ctrl-C stops it", flush=True)
             await until_interrupted()
@@ -92,8 +86,7 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from services.gateway.server import running_gateway
-    from services.runtime.app import infrastructure, model_endpoint, model_link_factory
+    from services.runtime.app import infrastructure, serving_gateway
     from services.runtime.telemetry import grpc_server_interceptors, setup_telemetry
     from workflows.worker import session_worker
 
@@ -101,15 +94,10 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with (
             infrastructure(settings) as infra,
-            model_endpoint(settings) as simulator_url,
             session_worker(client=infra.client, store=infra.store),
-            running_gateway(
-                store=infra.store,
-                client=infra.client,
-                address=settings.grpc_address,
-                interceptors=grpc_server_interceptors(),
-                link_factory=model_link_factory(settings, simulator_url=simulator_url),
-            ) as gw,
+            serving_gateway(
+                infra, address=settings.grpc_address, interceptors=grpc_server_interceptors()
+            ) as (gw, simulator_url),
         ):
             print(f"earpiece dev: gRPC on {gw.address}", flush=True)
             print(f"  Postgres: {infra.database_url}", flush=True)

@@ -110,22 +110,15 @@ async def drive_tutoring_session(
 
 
 async def run_demo(settings: Settings) -> int:
-    from services.gateway.server import running_gateway
     from services.replay.timeline import build_timeline
-    from services.runtime.app import infrastructure, model_endpoint, model_link_factory
+    from services.runtime.app import infrastructure, serving_gateway
     from workflows.worker import session_worker
 
     print("earpiece demo: starting Postgres, Temporal, the Realtime simulator, worker, gateway")
     async with (
         infrastructure(settings, temporal_port=None) as infra,
-        model_endpoint(settings) as simulator_url,
         session_worker(client=infra.client, store=infra.store),
-        running_gateway(
-            store=infra.store,
-            client=infra.client,
-            address="127.0.0.1:0",
-            link_factory=model_link_factory(settings, simulator_url=simulator_url),
-        ) as gw,
+        serving_gateway(infra, address="127.0.0.1:0") as (gw, simulator_url),
     ):
         print(f"  gateway on {gw.address}; model: {simulator_url or 'OpenAI Realtime'}")
         print("driving a three-turn tutoring session through the gRPC API (about 30 s)...")

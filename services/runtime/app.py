@@ -3,13 +3,15 @@ in reverse. Every command of the CLI is built from this."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import grpc
 from temporalio.client import Client
 
 from services.gateway.gateway import LinkFactory
+from services.gateway.server import RunningGateway, running_gateway
 from services.realtime.link import ModelLink
 from services.runtime.config import Settings
 from services.runtime.postgres import check_reachable, database_url
@@ -82,3 +84,25 @@ async def model_endpoint(
         yield server.url
     finally:
         await server.stop()
+
+
+@asynccontextmanager
+async def serving_gateway(
+    infra: Infrastructure,
+    *,
+    address: str,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> AsyncIterator[tuple[RunningGateway, str | None]]:
+    """The gateway on `address`, its sessions linked to OpenAI or the simulator; yields it and
+    the simulator URL (None when the real API is used)."""
+    async with (
+        model_endpoint(infra.settings) as simulator_url,
+        running_gateway(
+            store=infra.store,
+            client=infra.client,
+            address=address,
+            interceptors=interceptors,
+            link_factory=model_link_factory(infra.settings, simulator_url=simulator_url),
+        ) as gateway,
+    ):
+        yield gateway, simulator_url
