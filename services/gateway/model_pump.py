@@ -108,11 +108,17 @@ class ModelPump:
     def record_sent(self, text: str) -> None:
         """Called by the link under its send lock, so the log has the wire's order."""
         if text.startswith(APPEND_PREFIX):
-            data = json.loads(text)
-            ref = self._pending_appends.pop(data.get("event_id", ""), None)
-            data["audio"] = ref
+            # 50 a second: find the event id without decoding the base64 audio. The link writes
+            # compact JSON in our key order, so the id is the last value.
+            event_id = text.rsplit('"event_id":"', 1)[-1][:-2]
             self.writer.append(
-                kind="model.client.input_audio_buffer.append", source="gateway", payload=data
+                kind="model.client.input_audio_buffer.append",
+                source="gateway",
+                payload={
+                    "type": "input_audio_buffer.append",
+                    "event_id": event_id,
+                    "audio": self._pending_appends.pop(event_id, None),
+                },
             )
             return
         event_type = json.loads(text).get("type", "unknown")
