@@ -61,7 +61,10 @@ class SessionWorkflow:
 
         while self._end is None:
             if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # Held tool calls live in this run: let them finish before the history is cut.
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and all(g.done() for g in self._gates)
+                )
                 workflow.continue_as_new(
                     SessionInput(
                         session_id=input.session_id,

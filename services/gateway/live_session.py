@@ -20,6 +20,7 @@ from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway import validation
 from services.gateway.model_pump import ModelPump
 from services.gateway.signals import WorkflowSignals
+from services.realtime.link import ModelLinkClosed
 from services.store.writer import SessionWriter
 from workflows.messages import GatewayEvent, GatewayEventKind
 
@@ -150,6 +151,10 @@ class LiveSession:
                     )
         except validation.InvalidField as exc:
             self._reject(message, body, exc)
+        except ModelLinkClosed:
+            # The message is already recorded; the pump records the loss and tells the client.
+            # A send racing the drop must not end the stream's reader.
+            pass
 
     async def _on_audio(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         pcm = validation.validate_audio(m.audio)

@@ -81,6 +81,7 @@ class ModelPump:
         self._screen_hash: str | None = None
         self._injected_hash: str | None = None
         self._context_item: str | None = None
+        self._context_count = 0
         self._pending_appends: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self._client_reports = False
@@ -192,7 +193,8 @@ class ModelPump:
         if self._screen is None or self._screen_hash == self._injected_hash:
             return
         old = self._context_item
-        item_id = f"ctx_{self._screen_hash}_{int(time.time() * 1000) % 10**9}"
+        self._context_count += 1
+        item_id = f"ctx_{self._context_count}_{self._screen_hash}"
         text = f"{CONTEXT_PREFIX} {json.dumps(self._screen, sort_keys=True)}"
         await self.link.add_user_text(text=text, item_id=item_id)
         self._context_item, self._injected_hash = item_id, self._screen_hash

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf import json_format
 from google.rpc import code_pb2
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import (
@@ -29,7 +28,14 @@ from services.gateway.convert import STATUS_NAMES, config_to_dict, session_messa
 from services.gateway.errors import abort_invalid, abort_with_details, finding_details
 from services.gateway.gateway import Gateway
 from services.gateway.live_session import LiveSession
-from services.prompts import PersonaSpecError, PromptError, PromptRejected, prepare_prompt
+from services.prompts import (
+    Finding,
+    PersonaSpecError,
+    PromptError,
+    PromptRejected,
+    Severity,
+    prepare_prompt,
+)
 from services.store.events import SessionRecord, WriterConflict
 from workflows.messages import SESSION_TASK_QUEUE, EndRequest, SessionInput
 from workflows.search_attributes import STATUS, TENANT
@@ -40,23 +46,18 @@ log = logging.getLogger(__name__)
 MAX_END_REASON = 200
 
 
-def finding_message(finding: object) -> pb.PromptFinding:
-    """A prompts.Finding as the API message."""
-    severity = getattr(finding, "severity", "warning")
+def finding_message(finding: Finding) -> pb.PromptFinding:
+    """A linter finding as the API message."""
     return pb.PromptFinding(
         severity=pb.PromptFinding.SEVERITY_ERROR
-        if str(severity).lower().endswith("error")
+        if finding.severity == Severity.ERROR
         else pb.PromptFinding.SEVERITY_WARNING,
-        rule=str(getattr(finding, "rule", "")),
-        line=int(getattr(finding, "line", 0)),
-        excerpt=str(getattr(finding, "excerpt", "")),
-        why=str(getattr(finding, "why", "")),
-        rewrite=str(getattr(finding, "rewrite", "")),
+        rule=finding.rule,
+        line=finding.line,
+        excerpt=finding.excerpt,
+        why=finding.why,
+        rewrite=finding.rewrite,
     )
-
-
-def finding_dict(finding: pb.PromptFinding) -> dict[str, object]:
-    return json_format.MessageToDict(finding, preserving_proto_field_name=True)
 
 
 class SessionService(session_pb2_grpc.SessionServiceServicer):
@@ -139,7 +140,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                 writer.append(
                     kind="prompt.lint_warnings",
                     source="gateway",
-                    payload={"findings": [finding_dict(w) for w in warnings]},
+                    payload={"findings": [w.to_dict() for w in prepared.warnings]},
                 )
         finally:
             await writer.close()
@@ -218,7 +219,12 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             await context.abort(grpc.StatusCode.ABORTED, f"session is held elsewhere: {exc}")
         producer_time = first.sent_at.ToDatetime(UTC) if first.HasField("sent_at") else None
         seq = live.attach(client_event_id=client_event_id, producer_time=producer_time)
-        yield pb.ServerMessage(seq=seq, attached=pb.Attached(session=session_message(record)))
+        yield pb.ServerMessage(
+            seq=seq,
+            attached=pb.Attached(
+                session=session_message(record), playback_reports_expected=live.pump is not None
+            ),
+        )
         reader = asyncio.create_task(self._read(live, request_iterator))
         try:
             while (message := await live.outbound.get()) is not None:
