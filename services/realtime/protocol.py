@@ -6,6 +6,14 @@ are validated here through tagged unions on `type`, in strict mode (JSON shapes 
 coercion of "100" into 100), and then walked to reject every key the SDK model does not define.
 The same module serves the simulator (validating what it sends and receives) and the model link
 (validating what Earpiece sends).
+
+Server events are checked against what the server really sends, which the SDK's event models do
+not always say: `session.created`/`session.updated` type their `session` with the *request*
+models, which lack the `id`, `object` and `expires_at` the server includes (the OpenAPI spec's
+examples and the SDK's own `RealtimeSessionCreateResponse` have them), and the transcription
+delta lacks the `obfuscation` the server adds to streamed deltas. Those members are replaced by
+subclasses typed with the response models, so strictness never forces the simulator to send less
+than the real server does, and unknown keys are still rejected.
 """
 
 from __future__ import annotations
@@ -14,7 +22,17 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, Union, get_args
 
-from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
+from openai.types.realtime import (
+    ConversationItemInputAudioTranscriptionDeltaEvent,
+    RealtimeClientEvent,
+    RealtimeServerEvent,
+    RealtimeSessionCreateResponse,
+    SessionCreatedEvent,
+    SessionUpdatedEvent,
+)
+from openai.types.realtime.realtime_transcription_session_create_response import (
+    RealtimeTranscriptionSessionCreateResponse,
+)
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 __all__ = [
@@ -23,6 +41,9 @@ __all__ = [
     "Direction",
     "ErrorCode",
     "ProtocolError",
+    "SessionCreatedAsSent",
+    "SessionUpdatedAsSent",
+    "TranscriptionDeltaAsSent",
     "validate_client_event",
     "validate_server_event",
 ]
@@ -51,7 +72,37 @@ def _event_type_names(members: tuple[type[BaseModel], ...]) -> frozenset[str]:
     return frozenset(names)
 
 
-_SERVER_MEMBERS = _union_members(RealtimeServerEvent)
+# A plain union (not tagged): its error locations name the member class, which `_path_of` skips.
+SessionAsSent = RealtimeSessionCreateResponse | RealtimeTranscriptionSessionCreateResponse
+
+
+class SessionCreatedAsSent(SessionCreatedEvent):
+    """`session.created` with the session as the server reports it (a response object)."""
+
+    session: SessionAsSent  # type: ignore[assignment]
+
+
+class SessionUpdatedAsSent(SessionUpdatedEvent):
+    """`session.updated` with the session as the server reports it (a response object)."""
+
+    session: SessionAsSent  # type: ignore[assignment]
+
+
+class TranscriptionDeltaAsSent(ConversationItemInputAudioTranscriptionDeltaEvent):
+    """The transcription delta with the server's `obfuscation` padding."""
+
+    obfuscation: str | None = None
+
+
+_AS_SENT: dict[type[BaseModel], type[BaseModel]] = {
+    SessionCreatedEvent: SessionCreatedAsSent,
+    SessionUpdatedEvent: SessionUpdatedAsSent,
+    ConversationItemInputAudioTranscriptionDeltaEvent: TranscriptionDeltaAsSent,
+}
+
+_SERVER_MEMBERS = tuple(
+    _AS_SENT.get(member, member) for member in _union_members(RealtimeServerEvent)
+)
 _CLIENT_MEMBERS = _union_members(RealtimeClientEvent)
 _SERVER_ADAPTER = _tagged_adapter(_SERVER_MEMBERS)
 _CLIENT_ADAPTER = _tagged_adapter(_CLIENT_MEMBERS)

@@ -260,48 +260,37 @@ async def _one_spoken_response(sdk: SdkSession) -> tuple[str, int]:
     return item_id, len(_audio_of(events)) // BYTES_PER_MS
 
 
-async def test_truncate_is_bounded_by_generated_audio_and_rejects_zero(
+async def _truncate(sdk: SdkSession, item_id: str, audio_end_ms: int, **extra: Any) -> None:
+    await sdk.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": audio_end_ms,
+            **extra,
+        }
+    )
+
+
+async def test_truncate_rejects_zero_and_negative_and_cuts_the_context(
     start_simulator: StartSimulator, sdk_connect: SdkConnect
 ) -> None:
     server = await start_simulator(ONE_REPLY)
     sdk = await sdk_connect(server)
     item_id, generated_ms = await _one_spoken_response(sdk)
 
-    beyond = generated_ms + 85
-    await sdk.send(
-        {
-            "type": "conversation.item.truncate",
-            "event_id": "evt_beyond",
-            "item_id": item_id,
-            "content_index": 0,
-            "audio_end_ms": beyond,
-        }
-    )
-    error = (await sdk.until("error"))[-1]["error"]
-    assert (
-        error["message"] == f"Audio content of {generated_ms}ms is already shorter than {beyond}ms"
-    )
-    assert error["event_id"] == "evt_beyond"
-
-    await sdk.send(
-        {
-            "type": "conversation.item.truncate",
-            "item_id": item_id,
-            "content_index": 0,
-            "audio_end_ms": 0,
-        }
-    )
+    await _truncate(sdk, item_id, 0, event_id="evt_zero")
     error = (await sdk.until("error"))[-1]["error"]
     assert error["message"] == "Only model output audio messages can be truncated"
+    assert error["code"] == "unsupported_content_type"  # livekit/agents #6158
+    assert error["event_id"] == "evt_zero"
 
-    await sdk.send(
-        {
-            "type": "conversation.item.truncate",
-            "item_id": item_id,
-            "content_index": 0,
-            "audio_end_ms": 700,
-        }
-    )
+    await _truncate(sdk, item_id, -40)
+    error = (await sdk.until("error"))[-1]["error"]
+    assert (error["code"], error["param"]) == ("integer_below_min_value", "audio_end_ms")
+    assert "Expected a value >= 0, but got -40 instead." in error["message"]
+
+    await _truncate(sdk, item_id, 700)
     truncated = (await sdk.until("conversation.item.truncated"))[-1]
     assert (truncated["item_id"], truncated["audio_end_ms"]) == (item_id, 700)
     session = server.sessions[0]
@@ -312,16 +301,27 @@ async def test_truncate_is_bounded_by_generated_audio_and_rejects_zero(
     # The generated record is untouched: replay compares against what was really sent.
     assert len(session.generated_audio[item_id]) // BYTES_PER_MS == generated_ms
 
-    await sdk.send(
-        {
-            "type": "conversation.item.truncate",
-            "item_id": item_id,
-            "content_index": 0,
-            "audio_end_ms": 900,
-        }
+
+async def test_truncate_past_the_end_errors_then_clamps(
+    start_simulator: StartSimulator, sdk_connect: SdkConnect
+) -> None:
+    """The real API reports the overshoot with a null event_id, then truncates at the audio's
+    end anyway and confirms that (twilio-samples #45, openai-agents-python #2370)."""
+    server = await start_simulator(ONE_REPLY)
+    sdk = await sdk_connect(server)
+    item_id, generated_ms = await _one_spoken_response(sdk)
+
+    beyond = generated_ms + 85
+    await _truncate(sdk, item_id, beyond, event_id="evt_beyond")
+    events = await sdk.until("conversation.item.truncated")
+    assert _types(events) == ["error", "conversation.item.truncated"]
+    error = events[0]["error"]
+    assert (
+        error["message"] == f"Audio content of {generated_ms}ms is already shorter than {beyond}ms"
     )
-    error = (await sdk.until("error"))[-1]["error"]
-    assert error["message"] == "Audio content of 700ms is already shorter than 900ms"
+    assert error["event_id"] is None
+    assert events[1]["audio_end_ms"] == generated_ms
+    assert server.sessions[0].truncations == [(item_id, generated_ms)]
 
 
 async def test_delete_and_retrieve_items(

@@ -10,6 +10,8 @@ survives a reconnect continues the script.
 from __future__ import annotations
 
 import json
+import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,13 +24,16 @@ import yaml
 from services.realtime.simulator.voice import SpokenAudio, synthesize_utterance
 
 __all__ = [
+    "DEFAULT_GENERATION_SPEED",
     "SCENARIO_SCHEMA",
+    "EndingSpec",
     "FunctionCallSpec",
     "Pacing",
     "ResponseSpec",
     "Scenario",
     "ScenarioError",
     "SessionSpec",
+    "UserUtterance",
     "builtin_scenario_names",
     "load_builtin_scenario",
     "load_scenario",
@@ -36,6 +41,82 @@ __all__ = [
 
 Pacing = Literal["realtime", "fast"]
 CallPlacement = Literal["after_audio", "mid_audio"]
+TranscriptionOrder = Literal["seeded", "before_response", "after_response"]
+EndingStatus = Literal["incomplete", "failed"]
+EndingReason = Literal["max_output_tokens", "content_filter"]
+
+DEFAULT_GENERATION_SPEED: tuple[float, float] = (2.0, 8.0)
+"""Realtime pacing's default: each response draws its speed (audio seconds generated per wall
+second) from a log-normal spread whose median is the geometric mean of this range (4x), clipped
+to it. The real server generates faster than real time, usually by a lot."""
+_SPEED_SIGMA = 0.35  # ln-space spread: about 68% of draws within 0.7x..1.42x of the median
+
+_SPEED_SCHEMA: dict[str, Any] = {
+    "description": "With realtime pacing: audio generated per second of wall time. A number "
+    "pins it; [min, max] draws each response's speed from a seeded log-normal spread.",
+    "oneOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        {
+            "type": "array",
+            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            "minItems": 2,
+            "maxItems": 2,
+        },
+    ],
+}
+
+_ENDING_SCHEMA: dict[str, Any] = {
+    "description": "End this response other than `completed`.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["status"],
+    "properties": {
+        "status": {"enum": ["incomplete", "failed"]},
+        "reason": {"enum": ["max_output_tokens", "content_filter"]},
+        "at_fraction": {
+            "description": "How far into the audio (or text) the response stops; default 0.5.",
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+        },
+        "error": {
+            "description": "For failed: status_details.error.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "type": {"type": "string"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        },
+    },
+    "if": {"properties": {"status": {"const": "incomplete"}}},
+    "then": {"required": ["reason"], "not": {"required": ["error"]}},
+    "else": {"not": {"required": ["reason"]}},
+}
+
+_UTTERANCE_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string", "pattern": "\\S"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["text"],
+            "properties": {
+                "text": {"type": "string", "pattern": "\\S"},
+                "transcription": {
+                    "description": "failed: send ...input_audio_transcription.failed instead.",
+                    "enum": ["completed", "failed"],
+                },
+                "speaker": {
+                    "description": "Speaker label in diarized transcription segments.",
+                    "type": "string",
+                    "minLength": 1,
+                },
+            },
+        },
+    ]
+}
 
 _FUNCTION_CALL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -93,6 +174,11 @@ _RESPONSE_SCHEMA: dict[str, Any] = {
             "exclusiveMinimum": 0,
             "exclusiveMaximum": 1,
         },
+        "generation_speed": {
+            **_SPEED_SCHEMA,
+            "description": "This response's speed, overriding the session's.",
+        },
+        "ending": _ENDING_SCHEMA,
     },
     "anyOf": [
         {"required": ["say"], "properties": {"say": {"type": "string"}}},
@@ -124,11 +210,24 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                     "minimum": 1,
                 },
                 "pacing": {"enum": ["realtime", "fast"]},
-                "generation_speed": {
-                    "description": "With realtime pacing: audio generated per second of wall time.",
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "maximum": 100,
+                "generation_speed": _SPEED_SCHEMA,
+                "transcription_order": {
+                    "description": "When input transcription arrives: seeded (before or after "
+                    "response.created, drawn per turn), before_response or after_response.",
+                    "enum": ["seeded", "before_response", "after_response"],
+                },
+                "seed": {
+                    "description": "Seed for timing draws (speeds, transcription order).",
+                    "type": "integer",
+                },
+                "rate_limits": {
+                    "description": "Per-minute limits reported by rate_limits.updated.",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "requests": {"type": "integer", "minimum": 1},
+                        "tokens": {"type": "integer", "minimum": 1},
+                    },
                 },
                 "audio_delta_ms": {
                     "description": "Audio per delta: a fixed size or [min, max].",
@@ -158,7 +257,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
             "description": "What the user says, in order: the transcript of each committed "
             "input audio, and the lines a driver speaks into the VAD.",
             "type": "array",
-            "items": {"type": "string", "pattern": "\\S"},
+            "items": _UTTERANCE_SCHEMA,
         },
         "responses": {"type": "array", "items": _RESPONSE_SCHEMA},
         "fallback": {**_RESPONSE_SCHEMA, "description": "Said once the responses run out."},
@@ -180,6 +279,35 @@ class FunctionCallSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EndingSpec:
+    status: EndingStatus
+    reason: EndingReason | None = None
+    at_fraction: float = 0.5
+    error: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserUtterance:
+    text: str
+    transcription: Literal["completed", "failed"] = "completed"
+    speaker: str = "A"
+
+
+SpeedSetting = float | tuple[float, float]
+
+
+def draw_generation_speed(setting: SpeedSetting, *, seed: int, response_index: int) -> float:
+    """The speed one response is generated at: pinned, or drawn from a seeded log-normal spread
+    over [min, max] (median their geometric mean), the same for the same seed and index."""
+    if not isinstance(setting, tuple):
+        return float(setting)
+    low, high = setting
+    median = math.sqrt(low * high)
+    rng = random.Random(f"speed:{seed}:{response_index}")
+    return min(high, max(low, median * math.exp(rng.gauss(0.0, _SPEED_SIGMA))))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseSpec:
     say: str | None = None
     function_calls: tuple[FunctionCallSpec, ...] = ()
@@ -187,6 +315,8 @@ class ResponseSpec:
     linger_ms: int = 0
     drop_at_fraction: float | None = None
     label: str | None = None
+    generation_speed: SpeedSetting | None = None
+    ending: EndingSpec | None = None
 
     @property
     def tool_only(self) -> bool:
@@ -204,7 +334,10 @@ class SessionSpec:
     lifetime_s: float = 3600.0
     drop_after_responses: int | None = None
     pacing: Pacing = "realtime"
-    generation_speed: float = 1.0
+    generation_speed: SpeedSetting = DEFAULT_GENERATION_SPEED
+    transcription_order: TranscriptionOrder = "seeded"
+    seed: int = 0
+    rate_limits: Mapping[str, int] = field(default_factory=dict)
     audio_delta_ms: tuple[int, int] = (20, 100)
     force_create_response: bool = False
     voice_pitch_hz: float = 190.0
@@ -217,6 +350,9 @@ class Scenario:
     description: str = ""
     session: SessionSpec = field(default_factory=SessionSpec)
     user_utterances: tuple[str, ...] = ()
+    """The user's lines, as text (what a driver speaks)."""
+    utterances: tuple[UserUtterance, ...] = ()
+    """The same lines with their options (transcription outcome, speaker), in order."""
     responses: tuple[ResponseSpec, ...] = ()
     fallback: ResponseSpec = _DEFAULT_FALLBACK
 
@@ -238,13 +374,26 @@ class Scenario:
             if low > high:
                 raise ScenarioError(f"{source}: session/audio_delta_ms: min {low} > max {high}")
             session_data["audio_delta_ms"] = (low, high)
+        if "generation_speed" in session_data:
+            session_data["generation_speed"] = _speed_from(
+                session_data["generation_speed"], source=source, path="session/generation_speed"
+            )
+        utterances = tuple(_utterance_from(u) for u in data.get("user_utterances", ()))
         return cls(
             name=data["name"],
             description=data.get("description", ""),
             session=SessionSpec(**session_data),
-            user_utterances=tuple(data.get("user_utterances", ())),
-            responses=tuple(_response_from(r) for r in data["responses"]),
-            fallback=_response_from(data["fallback"]) if "fallback" in data else _DEFAULT_FALLBACK,
+            user_utterances=tuple(u.text for u in utterances),
+            utterances=utterances,
+            responses=tuple(
+                _response_from(r, source=source, path=f"responses/{i}")
+                for i, r in enumerate(data["responses"])
+            ),
+            fallback=(
+                _response_from(data["fallback"], source=source, path="fallback")
+                if "fallback" in data
+                else _DEFAULT_FALLBACK
+            ),
         )
 
     @classmethod
@@ -262,7 +411,38 @@ class Scenario:
         return self.responses[index] if index < len(self.responses) else self.fallback
 
 
-def _response_from(data: Mapping[str, Any]) -> ResponseSpec:
+def _speed_from(value: Any, *, source: str, path: str) -> SpeedSetting:
+    if isinstance(value, list):
+        low, high = float(value[0]), float(value[1])
+        if low > high:
+            raise ScenarioError(f"{source}: {path}: min {low:g} > max {high:g}")
+        return (low, high)
+    return float(value)
+
+
+def _utterance_from(data: str | Mapping[str, Any]) -> UserUtterance:
+    if isinstance(data, str):
+        return UserUtterance(text=data)
+    return UserUtterance(
+        text=data["text"],
+        transcription=data.get("transcription", "completed"),
+        speaker=data.get("speaker", "A"),
+    )
+
+
+def _ending_from(data: Mapping[str, Any] | None) -> EndingSpec | None:
+    if data is None:
+        return None
+    return EndingSpec(
+        status=data["status"],
+        reason=data.get("reason"),
+        at_fraction=data.get("at_fraction", 0.5),
+        error=data.get("error"),
+    )
+
+
+def _response_from(data: Mapping[str, Any], *, source: str, path: str) -> ResponseSpec:
+    speed = data.get("generation_speed")
     return ResponseSpec(
         say=data.get("say"),
         function_calls=tuple(_call_from(call) for call in data.get("function_calls", ())),
@@ -270,6 +450,12 @@ def _response_from(data: Mapping[str, Any]) -> ResponseSpec:
         linger_ms=data.get("linger_ms", 0),
         drop_at_fraction=data.get("drop_at_fraction"),
         label=data.get("label"),
+        generation_speed=(
+            None
+            if speed is None
+            else _speed_from(speed, source=source, path=f"{path}/generation_speed")
+        ),
+        ending=_ending_from(data.get("ending")),
     )
 
 

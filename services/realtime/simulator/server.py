@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from http import HTTPStatus
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
@@ -17,10 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from services.realtime.simulator.scenario import ResponseSpec, Scenario
+from services.realtime.simulator.scenario import ResponseSpec, Scenario, UserUtterance
 from services.realtime.simulator.session import SimulatorBug, SimulatorSession
 
-__all__ = ["ScriptCursor", "SimulatorServer", "serve_simulator"]
+__all__ = ["RateLimits", "ScriptCursor", "SimulatorServer", "serve_simulator"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,50 @@ REALTIME_PATH = "/v1/realtime"
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # one append may carry up to 15 MiB of audio
 
 
+_RATE_WINDOW_S = 60.0
+
+
+class RateLimits:
+    """Per-minute request and token limits shared by every connection (they belong to the
+    account, not the socket), as `rate_limits.updated` reports them: usage in the last minute
+    lowers `remaining`, and `reset_seconds` is how long until the oldest of it ages out."""
+
+    def __init__(self, *, requests: int, tokens: int) -> None:
+        self.limits = {"requests": requests, "tokens": tokens}
+        self._usage: deque[tuple[float, str, int]] = deque()
+
+    def record(self, name: str, amount: int, *, now: float | None = None) -> None:
+        if amount > 0:
+            self._usage.append((time.monotonic() if now is None else now, name, amount))
+
+    def snapshot(self, *, now: float | None = None) -> list[dict[str, object]]:
+        moment = time.monotonic() if now is None else now
+        while self._usage and moment - self._usage[0][0] >= _RATE_WINDOW_S:
+            self._usage.popleft()
+        report: list[dict[str, object]] = []
+        for name, limit in self.limits.items():
+            used = [(at, amount) for at, kind, amount in self._usage if kind == name]
+            reset = _RATE_WINDOW_S - (moment - used[0][0]) if used else 0.0
+            report.append(
+                {
+                    "name": name,
+                    "limit": limit,
+                    "remaining": max(0, limit - sum(amount for _, amount in used)),
+                    "reset_seconds": round(max(0.0, reset), 3),
+                }
+            )
+        return report
+
+
 class ScriptCursor:
     """Where the conversation is in the scenario, across connections."""
 
     def __init__(self, scenario: Scenario) -> None:
         self._scenario = scenario
+        configured = scenario.session.rate_limits
+        self.rate_limits = RateLimits(
+            requests=configured.get("requests", 5000), tokens=configured.get("tokens", 40000)
+        )
         self.responses_started = 0
         self.responses_done = 0
         self.utterances_used = 0
@@ -43,12 +84,19 @@ class ScriptCursor:
         self.responses_started += 1
         return index, self._scenario.response_at(index)
 
-    def take_utterance(self) -> str | None:
-        if self.utterances_used >= len(self._scenario.user_utterances):
+    def take_utterance(self) -> tuple[int, UserUtterance] | None:
+        """The next scripted user line and its index, or None once they run out."""
+        if self.utterances_used >= len(self._scenario.utterances):
             return None
-        utterance = self._scenario.user_utterances[self.utterances_used]
+        index = self.utterances_used
         self.utterances_used += 1
-        return utterance
+        return index, self._scenario.utterances[index]
+
+    def peek_utterance(self) -> UserUtterance | None:
+        """The line the user is scripted to say next, without taking it."""
+        if self.utterances_used >= len(self._scenario.utterances):
+            return None
+        return self._scenario.utterances[self.utterances_used]
 
     def count_done_and_check_drop(self) -> bool:
         """Count a finished response; True when the scenario wants the socket dropped now."""

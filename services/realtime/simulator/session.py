@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import copy
 import json
 import logging
 import random
+import re
 import string
 import time
 from collections import Counter
@@ -29,10 +31,23 @@ from services.realtime.protocol import ProtocolError, validate_client_event, val
 from services.realtime.simulator.conversation import (
     Conversation,
     ConversationEntry,
+    estimate_text_tokens,
     output_token_usage,
 )
-from services.realtime.simulator.scenario import FunctionCallSpec, ResponseSpec, Scenario
-from services.realtime.simulator.vad import EnergyVad, SpeechStarted, VadSettings
+from services.realtime.simulator.g711 import G711Law, g711_to_pcm24k, pcm24k_to_g711
+from services.realtime.simulator.scenario import (
+    FunctionCallSpec,
+    ResponseSpec,
+    Scenario,
+    UserUtterance,
+    draw_generation_speed,
+)
+from services.realtime.simulator.vad import (
+    EnergyVad,
+    SpeechStarted,
+    VadSettings,
+    semantic_silence_ms,
+)
 from services.realtime.simulator.voice import BYTES_PER_MS
 
 if TYPE_CHECKING:
@@ -43,10 +58,21 @@ __all__ = ["SimulatorBug", "SimulatorSession", "WireRecord"]
 log = logging.getLogger(__name__)
 
 PCM_FORMAT: dict[str, Any] = {"type": "audio/pcm", "rate": 24000}
+AUDIO_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 _MIN_COMMIT_MS = 100
 _ARGUMENT_DELTA_CHARS = 24
 _ID_ALPHABET = string.ascii_letters + string.digits
+_TEXT_MS_PER_WORD = 40.0  # text generation at 1x: about 25 words a second
+_LATE_TRANSCRIPT_WAIT_S = 0.3  # after_response order with no response coming: give up waiting
+_LATE_TRANSCRIPT_DELAY_MS = (0, 250)  # realtime pacing: transcription latency after the response
+_USER_AUDIO_MS_PER_TOKEN = 100
 CancelReason = Literal["turn_detected", "client_cancelled"]
+EndStatus = Literal["completed", "cancelled", "incomplete", "failed"]
+_DEFAULT_FAILURE: dict[str, str] = {
+    "type": "server_error",
+    "code": "server_error",
+    "message": "The server had an error while processing your request. Sorry about that!",
+}
 
 
 class SimulatorBug(RuntimeError):
@@ -74,12 +100,39 @@ class _Ids:
         return prefix + "_" + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(20))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ResponseOptions:
+    """What `response.create` (or the session, for an automatic response) asks of one response."""
+
+    modalities: tuple[str, ...] = ("audio",)
+    out_of_band: bool = False  # conversation "none": no items added, conversation_id null
+    max_output_tokens: int | Literal["inf"] = "inf"
+    metadata: dict[str, str] | None = None
+
+
 class _ResponseRun:
-    def __init__(self, *, response_id: str, spec: ResponseSpec, script_index: int) -> None:
+    def __init__(
+        self,
+        *,
+        response_id: str,
+        spec: ResponseSpec,
+        script_index: int,
+        options: _ResponseOptions,
+        generation_speed: float,
+    ) -> None:
         self.response_id = response_id
         self.spec = spec
         self.script_index = script_index
+        self.options = options
+        self.generation_speed = generation_speed
         self.cancel_reason: CancelReason | None = None
+        # Where output stops short (0..1 of the audio or text) and how the response then ends.
+        self.stop_fraction: float | None = None
+        self.end_status: EndStatus = "completed"
+        self.end_reason: str | None = None
+        self.end_error: dict[str, str] | None = None
+        self.stopped = False  # output was cut at stop_fraction
+        self.first_audio_at: float | None = None
         self._cancel_requested = asyncio.Event()
         self.output: list[dict[str, Any]] = []
         self.task: asyncio.Task[None] | None = None
@@ -121,6 +174,7 @@ def default_session_config(*, model: str) -> dict[str, Any]:
         "tracing": None,
         "truncation": "auto",
         "prompt": None,
+        "include": None,
         "audio": {
             "input": {
                 "format": dict(PCM_FORMAT),
@@ -180,11 +234,16 @@ def _merge_session(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, 
 class _ClientError(Exception):
     """A client event the server refuses; becomes an `error` event."""
 
-    def __init__(self, *, code: str, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, *, code: str, message: str, param: str | None = None, echo_event_id: bool = True
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.param = param
+        # The real server leaves error.event_id null for some refusals even when the client
+        # event had an id (cannot_update_voice, a truncate past the audio's end).
+        self.echo_event_id = echo_event_id
 
 
 class SimulatorSession:
@@ -220,6 +279,14 @@ class SimulatorSession:
         self._on_bug = on_bug
         seed = scenario.session.id_seed
         self._ids = _Ids(random.Random(None if seed is None else f"{seed}:{index}"))
+        self._seed = scenario.session.seed
+        self._noise = random.Random(f"obfuscation:{self._seed}:{index}")
+        self.session_id = self._ids.new("sess")
+        self._expires_at = int(time.time() + scenario.session.lifetime_s)
+        self.response_speeds: dict[str, float] = {}
+        """Generation speed each response was paced at (realtime pacing), by response id."""
+        self._assistant_audio_sent = False
+        self._idle_timer: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._wire_changed = asyncio.Condition()
         self._buffer = bytearray()
@@ -295,7 +362,7 @@ class SimulatorSession:
         """Serve the connection until it closes."""
         expiry = self._start_task(self._expire_after(self.scenario.session.lifetime_s))
         try:
-            await self._emit("session.created", session=copy.deepcopy(self.session_config))
+            await self._emit("session.created", session=self._session_payload())
             async for message in self._connection:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 await self._record("received", text)
@@ -374,6 +441,15 @@ class SimulatorSession:
             message=f"Your session hit the maximum duration of {shown}.",
         )
         await self._connection.close(code=1000, reason="session expired")
+
+    def _session_payload(self) -> dict[str, Any]:
+        """The session as the server reports it: the configuration plus its identity."""
+        return {
+            "id": self.session_id,
+            "object": "realtime.session",
+            "expires_at": self._expires_at,
+            **copy.deepcopy(self.session_config),
+        }
 
     # ----------------------------------------------------------------- sending and recording
 
@@ -470,7 +546,7 @@ class SimulatorSession:
                 code=refusal.code,
                 message=refusal.message,
                 param=refusal.param,
-                client_event_id=client_event_id,
+                client_event_id=client_event_id if refusal.echo_event_id else None,
             )
 
     async def _on_session_update(self, event: dict[str, Any]) -> None:
@@ -484,12 +560,21 @@ class SimulatorSession:
         merged = _merge_session(self.session_config, patch)
         for direction in ("input", "output"):
             audio_format = merged.get("audio", {}).get(direction, {}).get("format") or {}
-            if audio_format.get("type", "audio/pcm") != "audio/pcm":
+            if audio_format.get("type", "audio/pcm") not in AUDIO_FORMATS:
                 raise _ClientError(
                     code="invalid_value",
-                    message="The simulator supports audio/pcm at 24 kHz only.",
+                    message="Supported audio formats are audio/pcm (24 kHz), audio/pcmu and "
+                    "audio/pcma (8 kHz).",
                     param=f"session.audio.{direction}.format.type",
                 )
+        old_voice = self.session_config.get("audio", {}).get("output", {}).get("voice")
+        new_voice = merged.get("audio", {}).get("output", {}).get("voice")
+        if new_voice != old_voice and self._assistant_audio_sent:
+            raise _ClientError(
+                code="cannot_update_voice",
+                message="Cannot update a conversation's voice if assistant audio is present.",
+                echo_event_id=False,
+            )
         self.session_config = merged
         turn_detection = self._turn_detection()
         if turn_detection is not None:
@@ -508,23 +593,100 @@ class SimulatorSession:
                     ),
                 )
             )
-        await self._emit("session.updated", session=copy.deepcopy(self.session_config))
+        self._prime_semantic_vad()
+        await self._emit("session.updated", session=self._session_payload())
+        if self._active is None and not self._vad.speaking:
+            self._arm_idle_timer(after_s=0.0)
 
     def _turn_detection(self) -> dict[str, Any] | None:
         audio_input = self.session_config.get("audio", {}).get("input", {})
         turn_detection = audio_input.get("turn_detection")
         return turn_detection if isinstance(turn_detection, dict) else None
 
+    def _audio_format(self, direction: Literal["input", "output"]) -> str:
+        audio_format = self.session_config.get("audio", {}).get(direction, {}).get("format") or {}
+        return str(audio_format.get("type", "audio/pcm"))
+
+    def _to_wire_audio(self, pcm: bytes, direction: Literal["input", "output"]) -> bytes:
+        """Internal PCM16 at 24 kHz as the session's format for `direction` carries it."""
+        audio_format = self._audio_format(direction)
+        if audio_format == "audio/pcm":
+            return pcm
+        law: G711Law = "audio/pcmu" if audio_format == "audio/pcmu" else "audio/pcma"
+        return pcm24k_to_g711(pcm, law)
+
+    def _prime_semantic_vad(self) -> None:
+        """Semantic VAD: choose the next turn's end-of-turn silence from what the user is
+        scripted to say (a finished sentence ends sooner than a trailing one)."""
+        turn_detection = self._turn_detection()
+        if turn_detection is None or turn_detection.get("type") != "semantic_vad":
+            self._vad.set_turn_silence(None)
+            return
+        upcoming = self._script.peek_utterance()
+        eagerness = str(turn_detection.get("eagerness") or "auto")
+        self._vad.set_turn_silence(
+            semantic_silence_ms(eagerness, upcoming.text if upcoming else None)
+        )
+
+    # ----------------------------------------------------------------- idle timeout
+
+    def _arm_idle_timer(self, *, after_s: float) -> None:
+        """server_vad `idle_timeout_ms`: with no speech for that long after the last response's
+        audio would have finished playing (`after_s` from now), the server commits the buffer,
+        sends `input_audio_buffer.timeout_triggered` and responds."""
+        self._disarm_idle_timer()
+        turn_detection = self._turn_detection()
+        if turn_detection is None or turn_detection.get("type") != "server_vad":
+            return
+        idle_ms = turn_detection.get("idle_timeout_ms")
+        if not idle_ms:
+            return
+        self._idle_timer = self._start_task(
+            self._idle_timeout(after_s + idle_ms / 1000, since_ms=self._vad.position_ms)
+        )
+
+    def _disarm_idle_timer(self) -> None:
+        timer, self._idle_timer = self._idle_timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _idle_timeout(self, seconds: float, *, since_ms: int) -> None:
+        await asyncio.sleep(seconds)
+        if self._idle_timer is not asyncio.current_task():
+            return
+        self._idle_timer = None
+        turn_detection = self._turn_detection()
+        if self._active is not None or self._vad.speaking or turn_detection is None:
+            return
+        item_id = self._ids.new("item")
+        await self._emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=since_ms,
+            audio_end_ms=max(since_ms, self._vad.position_ms),
+            item_id=item_id,
+        )
+        self._vad.reset(at_ms=self._vad.position_ms)
+        await self._commit(item_id=item_id, spoken=False)
+        if turn_detection.get("create_response") and self._active is None:
+            await self._start_response(request=None)
+
     async def _on_append(self, event: dict[str, Any]) -> None:
         try:
-            pcm = base64.b64decode(event["audio"], validate=True)
+            raw = base64.b64decode(event["audio"], validate=True)
         except (binascii.Error, ValueError) as exc:
             raise _ClientError(
                 code="invalid_value",
-                message="Invalid 'audio': expected base64-encoded PCM16 audio.",
+                message="Invalid 'audio': expected base64-encoded audio in the session's format.",
                 param="audio",
             ) from exc
-        self.input_audio.extend(pcm)
+        self.input_audio.extend(raw)
+        audio_format = self._audio_format("input")
+        if audio_format == "audio/pcm":
+            pcm = raw
+        else:
+            pcm = g711_to_pcm24k(
+                raw, "audio/pcmu" if audio_format == "audio/pcmu" else "audio/pcma"
+            )
         self._buffer.extend(pcm)
         turn_detection = self._turn_detection()
         if turn_detection is None:
@@ -546,9 +708,10 @@ class SimulatorSession:
                 if (
                     wants_response or self.scenario.session.force_create_response
                 ) and self._active is None:
-                    await self._start_response(metadata=None)
+                    await self._start_response(request=None)
 
     async def _on_speech_started(self, audio_start_ms: int, turn_detection: dict[str, Any]) -> None:
+        self._disarm_idle_timer()
         self._speech_item_id = self._ids.new("item")
         await self._emit(
             "input_audio_buffer.speech_started",
@@ -574,7 +737,10 @@ class SimulatorSession:
         self._vad.reset(at_ms=self._vad.position_ms)
         await self._commit(item_id=item_id)
 
-    async def _commit(self, *, item_id: str) -> None:
+    async def _commit(self, *, item_id: str, spoken: bool = True) -> None:
+        """Commit the buffer as a user item. `spoken` False (an idle timeout) takes no line
+        from the script: the user said nothing."""
+        self._disarm_idle_timer()
         audio = bytes(self._buffer)
         self._buffer.clear()
         item: dict[str, Any] = {
@@ -595,30 +761,157 @@ class SimulatorSession:
         )
         # Each committed turn is the next scripted utterance, transcribed or not, so the script
         # stays aligned if transcription is switched on later.
-        transcript = self._script.take_utterance()
+        taken = self._script.take_utterance() if spoken else None
+        self._prime_semantic_vad()
         transcription = self.session_config.get("audio", {}).get("input", {}).get("transcription")
-        if not transcription or transcript is None:
+        if not transcription or taken is None:
             return
+        index, utterance = taken
+        model = str(transcription.get("model") or "whisper-1")
+        audio_ms = len(audio) // BYTES_PER_MS
+        if self._transcribes_first(index):
+            await self._transcribe(item, utterance, model=model, audio_ms=audio_ms)
+        else:
+            responses_so_far = self._sent_counts["response.created"]
+            self._start_task(
+                self._transcribe_late(
+                    item, utterance, model=model, audio_ms=audio_ms, after=responses_so_far
+                )
+            )
+
+    def _transcribes_first(self, utterance_index: int) -> bool:
+        """Transcription runs beside the response on the real server: before or after
+        `response.created`, drawn per turn from the scenario's seed unless it pins an order."""
+        order = self.scenario.session.transcription_order
+        if order != "seeded":
+            return order == "before_response"
+        return random.Random(f"transcription:{self._seed}:{utterance_index}").random() < 0.5
+
+    async def _transcribe_late(
+        self,
+        item: dict[str, Any],
+        utterance: UserUtterance,
+        *,
+        model: str,
+        audio_ms: int,
+        after: int,
+    ) -> None:
+        """Wait for the response this turn starts (if one comes soon), then transcribe."""
+        with contextlib.suppress(TimeoutError):
+            async with self._wire_changed:
+                await asyncio.wait_for(
+                    self._wire_changed.wait_for(
+                        lambda: self._sent_counts["response.created"] > after
+                    ),
+                    timeout=_LATE_TRANSCRIPT_WAIT_S,
+                )
+        if self.realtime_pacing:
+            low, high = _LATE_TRANSCRIPT_DELAY_MS
+            delay = random.Random(f"transcription-delay:{self._seed}:{item['id']}").uniform(
+                low, high
+            )
+            await asyncio.sleep(delay / 1000)
+        await self._transcribe(item, utterance, model=model, audio_ms=audio_ms, interleave=True)
+
+    async def _transcribe(
+        self,
+        item: dict[str, Any],
+        utterance: UserUtterance,
+        *,
+        model: str,
+        audio_ms: int,
+        interleave: bool = False,
+    ) -> None:
+        item_id = str(item["id"])
+        if utterance.transcription == "failed":
+            await self._emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error={
+                    "type": "invalid_request_error",
+                    "code": "audio_unintelligible",
+                    "message": "Audio could not be transcribed.",
+                    "param": None,
+                },
+            )
+            return
+        transcript = utterance.text
         words = transcript.split(" ")
-        for piece in [words[0], *(f" {word}" for word in words[1:])]:
+        # whisper-1 is not incremental: its one delta is the whole transcript.
+        pieces = (
+            [transcript]
+            if model == "whisper-1"
+            else [words[0], *(f" {word}" for word in words[1:])]
+        )
+        for piece in pieces:
             await self._emit(
                 "conversation.item.input_audio_transcription.delta",
                 item_id=item_id,
                 content_index=0,
                 delta=piece,
+                obfuscation=self._obfuscation(piece),
             )
+            if interleave:
+                await asyncio.sleep(0)  # let response events in between, as on the real server
+        if "diarize" in model:
+            await self._emit_segments(item_id, utterance, audio_ms=audio_ms)
         item["content"][0]["transcript"] = transcript
         await self._emit(
             "conversation.item.input_audio_transcription.completed",
             item_id=item_id,
             content_index=0,
             transcript=transcript,
-            usage={"type": "duration", "seconds": round(len(audio) / BYTES_PER_MS / 1000, 3)},
+            usage=self._transcription_usage(model, transcript=transcript, audio_ms=audio_ms),
         )
+
+    def _obfuscation(self, delta: str) -> str:
+        """Random padding the real server adds to streamed deltas so their sizes do not reveal
+        the text (https://platform.openai.com: `obfuscation` on stream events)."""
+        length = max(0, 16 - len(delta)) + self._noise.randint(0, 4)
+        return "".join(self._noise.choice(_ID_ALPHABET) for _ in range(length))
+
+    async def _emit_segments(
+        self, item_id: str, utterance: UserUtterance, *, audio_ms: int
+    ) -> None:
+        """Diarized transcription: one segment per sentence, timed by its share of the text."""
+        sentences = [part.strip() for part in re.split(r"(?<=[.!?])\s+", utterance.text)]
+        sentences = [sentence for sentence in sentences if sentence]
+        total_chars = sum(len(sentence) for sentence in sentences) or 1
+        position = 0
+        for number, sentence in enumerate(sentences):
+            start = audio_ms * position / total_chars / 1000
+            position += len(sentence)
+            await self._emit(
+                "conversation.item.input_audio_transcription.segment",
+                item_id=item_id,
+                content_index=0,
+                id=f"seg_{number:04d}",
+                speaker=utterance.speaker,
+                start=round(start, 3),
+                end=round(audio_ms * position / total_chars / 1000, 3),
+                text=sentence,
+            )
+
+    @staticmethod
+    def _transcription_usage(model: str, *, transcript: str, audio_ms: int) -> dict[str, Any]:
+        """whisper-1 is billed by duration; the gpt-4o transcribe models by tokens."""
+        if model == "whisper-1":
+            return {"type": "duration", "seconds": round(audio_ms / 1000, 3)}
+        audio_tokens = audio_ms // _USER_AUDIO_MS_PER_TOKEN
+        output_tokens = estimate_text_tokens(transcript)
+        return {
+            "type": "tokens",
+            "input_tokens": audio_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": audio_tokens + output_tokens,
+            "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens},
+        }
 
     async def _on_clear(self, event: dict[str, Any]) -> None:
         self._buffer.clear()
         self._speech_item_id = None
+        self._prime_semantic_vad()
         self._vad.reset(at_ms=self._vad.position_ms)
         await self._emit("input_audio_buffer.cleared")
 
@@ -678,6 +971,15 @@ class SimulatorSession:
     async def _on_item_truncate(self, event: dict[str, Any]) -> None:
         item_id = event["item_id"]
         audio_end_ms = event["audio_end_ms"]
+        if audio_end_ms < 0:
+            raise _ClientError(
+                code="integer_below_min_value",
+                message=(
+                    "Invalid 'audio_end_ms': integer below minimum value. Expected a value >= 0, "
+                    f"but got {audio_end_ms} instead."
+                ),
+                param="audio_end_ms",
+            )
         entry = self.conversation.get(item_id)
         if entry is None:
             raise _ClientError(
@@ -685,11 +987,12 @@ class SimulatorSession:
                 message=f"Item with item_id not found: {item_id}",
                 param="item_id",
             )
-        if not entry.is_assistant_audio or audio_end_ms <= 0:
+        if not entry.is_assistant_audio or audio_end_ms == 0:
+            # At 0 ms the real server answers as if the item held no audio at all.
             raise _ClientError(
-                code="invalid_value",
+                code="unsupported_content_type",
                 message="Only model output audio messages can be truncated",
-                param="audio_end_ms" if entry.is_assistant_audio else "item_id",
+                param="item_id",
             )
         if event["content_index"] != 0:
             raise _ClientError(
@@ -698,13 +1001,16 @@ class SimulatorSession:
                 param="content_index",
             )
         if audio_end_ms > entry.audio_ms:
-            raise _ClientError(
+            # The real server reports the overshoot (with a null event_id), then truncates at the
+            # audio's end anyway and confirms it.
+            await self._emit_error(
                 code="invalid_value",
                 message=(
                     f"Audio content of {entry.audio_ms}ms is already shorter than {audio_end_ms}ms"
                 ),
                 param="audio_end_ms",
             )
+            audio_end_ms = entry.audio_ms
         del entry.audio[audio_end_ms * BYTES_PER_MS :]
         # The server drops the transcript so no text the user never heard stays in context.
         for part in entry.item.get("content", []):
@@ -739,8 +1045,13 @@ class SimulatorSession:
         item = copy.deepcopy(entry.item)
         if entry.audio and item.get("type") == "message":
             for part in item.get("content", []):
-                if part.get("type") in {"input_audio", "output_audio"}:
-                    part["audio"] = base64.b64encode(bytes(entry.audio)).decode("ascii")
+                kind = part.get("type")
+                if kind in {"input_audio", "output_audio"}:
+                    direction: Literal["input", "output"] = (
+                        "input" if kind == "input_audio" else "output"
+                    )
+                    audio = self._to_wire_audio(bytes(entry.audio), direction)
+                    part["audio"] = base64.b64encode(audio).decode("ascii")
         await self._emit("conversation.item.retrieved", item=item)
 
     async def _on_response_create(self, event: dict[str, Any]) -> None:
@@ -753,8 +1064,7 @@ class SimulatorSession:
                     "creating a new one."
                 ),
             )
-        metadata = (event.get("response") or {}).get("metadata")
-        await self._start_response(metadata=metadata)
+        await self._start_response(request=event.get("response") or {})
 
     async def _on_response_cancel(self, event: dict[str, Any]) -> None:
         wanted = event.get("response_id")
@@ -781,76 +1091,150 @@ class SimulatorSession:
 
     # ----------------------------------------------------------------- responses
 
-    async def _start_response(self, *, metadata: dict[str, str] | None) -> None:
-        script_index, spec = self._script.take_response()
-        run = _ResponseRun(response_id=self._ids.new("resp"), spec=spec, script_index=script_index)
-        instructions = str(self.session_config.get("instructions") or "")
-        # Billed on the conversation as it stood when the response began.
-        run.input_usage = self.conversation.input_token_usage(instructions=instructions)
-        self._active = run
-        await self._emit("response.created", response=self._response_object(run, metadata=metadata))
-        await self._emit(
-            "rate_limits.updated",
-            rate_limits=[
-                {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-                {"name": "tokens", "limit": 40000, "remaining": 38000, "reset_seconds": 3.0},
-            ],
+    def _response_options(self, request: dict[str, Any] | None) -> _ResponseOptions:
+        """The response's parameters: `response.create`'s, else the session's."""
+        request = request or {}
+        modalities = request.get("output_modalities") or self.session_config.get(
+            "output_modalities"
         )
-        run.task = self._start_task(self._play(run, metadata=metadata))
+        limit = request.get("max_output_tokens", self.session_config.get("max_output_tokens"))
+        return _ResponseOptions(
+            modalities=tuple(modalities or ("audio",)),
+            out_of_band=request.get("conversation") == "none",
+            max_output_tokens=limit if isinstance(limit, int) else "inf",
+            metadata=request.get("metadata"),
+        )
+
+    def _generation_speed(self, spec: ResponseSpec, script_index: int) -> float:
+        setting = spec.generation_speed
+        if setting is None:
+            setting = self.scenario.session.generation_speed
+        return draw_generation_speed(setting, seed=self._seed, response_index=script_index)
+
+    async def _start_response(self, *, request: dict[str, Any] | None) -> None:
+        self._disarm_idle_timer()
+        script_index, spec = self._script.take_response()
+        options = self._response_options(request)
+        run = _ResponseRun(
+            response_id=self._ids.new("resp"),
+            spec=spec,
+            script_index=script_index,
+            options=options,
+            generation_speed=self._generation_speed(spec, script_index),
+        )
+        self._plan_ending(run)
+        if self.realtime_pacing:
+            self.response_speeds[run.response_id] = run.generation_speed
+        instructions = str(self.session_config.get("instructions") or "")
+        # Billed on the conversation as it stood when the response began (an out-of-band
+        # response sees only its instructions and its own input).
+        if options.out_of_band:
+            run.input_usage = {"text_tokens": estimate_text_tokens(instructions), "audio_tokens": 0}
+        else:
+            run.input_usage = self.conversation.input_token_usage(instructions=instructions)
+        self._active = run
+        limits = self._script.rate_limits
+        limits.record("requests", 1)
+        limits.record("tokens", run.input_usage["text_tokens"] + run.input_usage["audio_tokens"])
+        await self._emit("response.created", response=self._response_object(run))
+        await self._emit("rate_limits.updated", rate_limits=limits.snapshot())
+        run.task = self._start_task(self._play(run))
+
+    def _plan_ending(self, run: _ResponseRun) -> None:
+        """Where this response stops short, if it does: the scenario's `ending`, or
+        `max_output_tokens` smaller than what the scripted response would need."""
+        spec = run.spec
+        if spec.ending is not None:
+            run.stop_fraction = spec.ending.at_fraction
+            run.end_status = spec.ending.status
+            run.end_reason = spec.ending.reason
+            if spec.ending.status == "failed":
+                run.end_error = {**_DEFAULT_FAILURE, **(spec.ending.error or {})}
+        limit = run.options.max_output_tokens
+        if limit == "inf":
+            return
+        needed = self._scripted_output_tokens(run)
+        if needed > limit:
+            fraction = limit / needed
+            if run.stop_fraction is None or fraction < run.stop_fraction:
+                run.stop_fraction = fraction
+                run.end_status = "incomplete"
+                run.end_reason = "max_output_tokens"
+                run.end_error = None
+
+    def _scripted_output_tokens(self, run: _ResponseRun) -> int:
+        spec = run.spec
+        arguments = "".join(call.arguments for call in spec.function_calls)
+        if spec.say is None:
+            usage = output_token_usage(audio_ms=0, transcript="", arguments=arguments)
+        elif "audio" in run.options.modalities:
+            spoken = spec.spoken(pitch_hz=self.scenario.session.voice_pitch_hz)
+            assert spoken is not None
+            usage = output_token_usage(
+                audio_ms=int(spoken.duration_ms), transcript=spec.say, arguments=arguments
+            )
+        else:
+            usage = output_token_usage(audio_ms=0, transcript=spec.say, arguments=arguments)
+        return usage["text_tokens"] + usage["audio_tokens"]
 
     def _response_object(
         self,
         run: _ResponseRun,
         *,
-        metadata: dict[str, str] | None,
         status: str = "in_progress",
         usage: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         voice = self.session_config.get("audio", {}).get("output", {}).get("voice", "marin")
-        status_details = None
+        output_format = self.session_config.get("audio", {}).get("output", {}).get("format")
+        status_details: dict[str, Any] | None = None
         if status == "cancelled":
             status_details = {"type": "cancelled", "reason": run.cancel_reason}
+        elif status == "incomplete":
+            status_details = {"type": "incomplete", "reason": run.end_reason}
+        elif status == "failed":
+            status_details = {"type": "failed", "error": dict(run.end_error or _DEFAULT_FAILURE)}
         return {
             "object": "realtime.response",
             "id": run.response_id,
             "status": status,
             "status_details": status_details,
             "output": copy.deepcopy(run.output),
-            "conversation_id": self.conversation_id,
-            "output_modalities": ["audio"],
-            "max_output_tokens": "inf",
-            "audio": {"output": {"format": dict(PCM_FORMAT), "voice": voice}},
+            "conversation_id": None if run.options.out_of_band else self.conversation_id,
+            "output_modalities": list(run.options.modalities),
+            "max_output_tokens": run.options.max_output_tokens,
+            "audio": {"output": {"format": dict(output_format or PCM_FORMAT), "voice": voice}},
             "usage": usage,
-            "metadata": metadata,
+            "metadata": run.options.metadata,
         }
 
-    async def _play(self, run: _ResponseRun, *, metadata: dict[str, str] | None) -> None:
+    async def _play(self, run: _ResponseRun) -> None:
         """Generate one scripted response, event by event, honouring cancellation."""
         try:
             spec = run.spec
             calls_mid = [c for c in spec.function_calls if c.at == "mid_audio"]
             calls_after = [c for c in spec.function_calls if c.at == "after_audio"]
-            if spec.tool_only:
+            if spec.tool_only or run.stop_fraction == 0:
                 calls_after = calls_mid + calls_after
                 calls_mid = []
                 await run.wait(spec.audio_delay_ms / 1000)
-            else:
+                run.stopped = run.stop_fraction is not None and run.stop_fraction < 1
+            elif "audio" in run.options.modalities:
                 await self._play_audio(run, calls_mid=calls_mid)
+            else:
+                await self._play_text(run, calls_mid=calls_mid)
             for call in calls_after:
-                if run.cancelled:
+                if run.cancelled or run.stopped:
                     break
                 await self._emit_function_call(run, call)
             if not run.cancelled:
                 await run.wait(spec.linger_ms / 1000)
-            await self._finish_response(run, metadata=metadata)
+            await self._finish_response(run)
         finally:
             if self._active is run:
                 self._active = None
 
-    async def _play_audio(self, run: _ResponseRun, *, calls_mid: list[FunctionCallSpec]) -> None:
-        spec = run.spec
-        spoken = spec.spoken(pitch_hz=self.scenario.session.voice_pitch_hz)
-        assert spoken is not None
+    async def _open_message(self, run: _ResponseRun, *, part_type: str) -> _OpenMessage:
+        """The assistant message item and its one content part, announced."""
         output_index = len(run.output)
         item_id = self._ids.new("item")
         item: dict[str, Any] = {
@@ -862,41 +1246,112 @@ class SimulatorSession:
             "content": [],
         }
         entry = ConversationEntry(item=item, response_id=run.response_id)
-        previous = self.conversation.append(entry)
+        message = _OpenMessage(item=item, entry=entry, output_index=output_index)
         run.output.append(item)
-        where: dict[str, Any] = {
-            "response_id": run.response_id,
-            "item_id": item_id,
-            "output_index": output_index,
-        }
         await self._emit(
             "response.output_item.added",
             response_id=run.response_id,
             output_index=output_index,
             item=copy.deepcopy(item),
         )
-        await self._emit(
-            "conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)
-        )
+        if not run.options.out_of_band:
+            message.previous = self.conversation.append(entry)
+            await self._emit(
+                "conversation.item.added",
+                previous_item_id=message.previous,
+                item=copy.deepcopy(item),
+            )
+        empty_part = {"type": "audio", "transcript": ""} if part_type == "audio" else None
         await self._emit(
             "response.content_part.added",
-            **where,
+            **message.where(run),
             content_index=0,
-            part={"type": "audio", "transcript": ""},
+            part=empty_part or {"type": "text", "text": ""},
         )
+        return message
+
+    async def _close_message(
+        self, run: _ResponseRun, message: _OpenMessage, *, part: dict[str, Any]
+    ) -> None:
+        item = message.item
+        await self._emit(
+            "response.content_part.done", **message.where(run), content_index=0, part=part
+        )
+        item["status"] = "incomplete" if run.cancelled or run.stopped else "completed"
+        if part["type"] == "audio":
+            item["content"] = [{"type": "output_audio", "transcript": part["transcript"]}]
+        else:
+            item["content"] = [{"type": "output_text", "text": part["text"]}]
+        await self._emit(
+            "response.output_item.done",
+            response_id=run.response_id,
+            output_index=message.output_index,
+            item=copy.deepcopy(item),
+        )
+        if not run.options.out_of_band:
+            await self._emit(
+                "conversation.item.done",
+                previous_item_id=message.previous,
+                item=copy.deepcopy(item),
+            )
+
+    async def _play_text(self, run: _ResponseRun, *, calls_mid: list[FunctionCallSpec]) -> None:
+        """`output_modalities: ["text"]`: the scripted line as `response.output_text.*`."""
+        spec = run.spec
+        assert spec.say is not None
+        message = await self._open_message(run, part_type="text")
+        await run.wait(spec.audio_delay_ms / 1000)
+        words = [f" {word}" if index else word for index, word in enumerate(spec.say.split(" "))]
+        stop_at = len(words) if run.stop_fraction is None else int(len(words) * run.stop_fraction)
+        pending_calls = sorted(calls_mid, key=lambda c: c.fraction or 0.0)
+        sent: list[str] = []
+        for index, word in enumerate(words):
+            if run.cancelled:
+                break
+            if index >= stop_at:
+                run.stopped = True
+                break
+            while pending_calls and (pending_calls[0].fraction or 0.0) * len(words) <= index:
+                await self._emit_function_call(run, pending_calls.pop(0))
+            await self._emit(
+                "response.output_text.delta", **message.where(run), content_index=0, delta=word
+            )
+            sent.append(word)
+            if self.realtime_pacing:
+                await run.wait(_TEXT_MS_PER_WORD / 1000 / run.generation_speed)
+            else:
+                await asyncio.sleep(0)
+        text = "".join(sent)
+        run.transcript = text
+        await self._emit(
+            "response.output_text.done", **message.where(run), content_index=0, text=text
+        )
+        await self._close_message(run, message, part={"type": "text", "text": text})
+
+    async def _play_audio(self, run: _ResponseRun, *, calls_mid: list[FunctionCallSpec]) -> None:
+        spec = run.spec
+        spoken = spec.spoken(pitch_hz=self.scenario.session.voice_pitch_hz)
+        assert spoken is not None
+        message = await self._open_message(run, part_type="audio")
+        where = message.where(run)
+        entry = message.entry
         await run.wait(spec.audio_delay_ms / 1000)
 
-        generated = self._generated.setdefault(item_id, bytearray())
+        generated = self._generated.setdefault(message.item["id"], bytearray())
         total_ms = spoken.duration_ms
+        stop_ms = None if run.stop_fraction is None else run.stop_fraction * total_ms
         pending_calls = sorted(calls_mid, key=lambda c: c.fraction or 0.0)
         words = list(spoken.words)
         transcript_parts: list[str] = []
         clock_start = asyncio.get_running_loop().time()
-        speed = self.scenario.session.generation_speed
+        speed = run.generation_speed
         for start, end in self._chunk_plan(len(spoken.pcm), seed=run.script_index):
             if run.cancelled:
                 break
             start_ms, end_ms = start / BYTES_PER_MS, end / BYTES_PER_MS
+            if stop_ms is not None and start_ms >= stop_ms:
+                run.stopped = True
+                break
             if spec.drop_at_fraction is not None and start_ms >= spec.drop_at_fraction * total_ms:
                 await self.drop()
                 raise _ConnectionGone
@@ -912,17 +1367,21 @@ class SimulatorSession:
                     delta=word.text,
                 )
             chunk = spoken.pcm[start:end]
+            wire_chunk = self._to_wire_audio(chunk, "output")
 
-            def count_as_generated(chunk: bytes = chunk) -> None:
-                generated.extend(chunk)
+            def count_as_generated(chunk: bytes = chunk, wire_chunk: bytes = wire_chunk) -> None:
+                generated.extend(wire_chunk)
                 entry.audio.extend(chunk)
+                self._assistant_audio_sent = True
 
+            if run.first_audio_at is None:
+                run.first_audio_at = asyncio.get_running_loop().time()
             await self._emit(
                 "response.output_audio.delta",
                 before_send=count_as_generated,
                 **where,
                 content_index=0,
-                delta=base64.b64encode(chunk).decode("ascii"),
+                delta=base64.b64encode(wire_chunk).decode("ascii"),
             )
             if self.realtime_pacing:
                 due = clock_start + end_ms / 1000 / speed
@@ -932,28 +1391,12 @@ class SimulatorSession:
 
         transcript = "".join(transcript_parts)
         run.transcript = transcript
-        run.audio_ms = len(generated) // BYTES_PER_MS
+        run.audio_ms = entry.audio_ms
         await self._emit("response.output_audio.done", **where, content_index=0)
         await self._emit(
             "response.output_audio_transcript.done", **where, content_index=0, transcript=transcript
         )
-        await self._emit(
-            "response.content_part.done",
-            **where,
-            content_index=0,
-            part={"type": "audio", "transcript": transcript},
-        )
-        item["status"] = "incomplete" if run.cancelled else "completed"
-        item["content"] = [{"type": "output_audio", "transcript": transcript}]
-        await self._emit(
-            "response.output_item.done",
-            response_id=run.response_id,
-            output_index=output_index,
-            item=copy.deepcopy(item),
-        )
-        await self._emit(
-            "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
-        )
+        await self._close_message(run, message, part={"type": "audio", "transcript": transcript})
 
     def _chunk_plan(self, total_bytes: int, *, seed: int) -> list[tuple[int, int]]:
         """Delta boundaries: sizes vary within the scenario's range, on whole samples."""
@@ -980,9 +1423,11 @@ class SimulatorSession:
             "call_id": call_id,
             "arguments": "",
         }
-        previous = self.conversation.append(
-            ConversationEntry(item=item, response_id=run.response_id)
-        )
+        previous: str | None = None
+        if not run.options.out_of_band:
+            previous = self.conversation.append(
+                ConversationEntry(item=item, response_id=run.response_id)
+            )
         run.output.append(item)
         await self._emit(
             "response.output_item.added",
@@ -990,9 +1435,10 @@ class SimulatorSession:
             output_index=output_index,
             item=copy.deepcopy(item),
         )
-        await self._emit(
-            "conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)
-        )
+        if not run.options.out_of_band:
+            await self._emit(
+                "conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)
+            )
         where: dict[str, Any] = {
             "response_id": run.response_id,
             "item_id": item_id,
@@ -1018,11 +1464,12 @@ class SimulatorSession:
             output_index=output_index,
             item=copy.deepcopy(item),
         )
-        await self._emit(
-            "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
-        )
+        if not run.options.out_of_band:
+            await self._emit(
+                "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
+            )
 
-    async def _finish_response(self, run: _ResponseRun, *, metadata: dict[str, str] | None) -> None:
+    async def _finish_response(self, run: _ResponseRun) -> None:
         input_usage = run.input_usage
         output_usage = output_token_usage(
             audio_ms=run.audio_ms, transcript=run.transcript, arguments=run.arguments_text
@@ -1041,7 +1488,13 @@ class SimulatorSession:
             },
             "output_token_details": output_usage,
         }
-        status = "cancelled" if run.cancelled else "completed"
+        self._script.rate_limits.record("tokens", output_tokens)
+        if run.cancelled:
+            status: EndStatus = "cancelled"
+        elif run.end_status != "completed" and (run.stopped or run.end_status == "failed"):
+            status = run.end_status
+        else:
+            status = "completed"
 
         def no_longer_active() -> None:
             # Under the send lock: a response.create handled after this point is ordered after
@@ -1052,7 +1505,30 @@ class SimulatorSession:
         await self._emit(
             "response.done",
             before_send=no_longer_active,
-            response=self._response_object(run, metadata=metadata, status=status, usage=usage),
+            response=self._response_object(run, status=status, usage=usage),
         )
+        playback_left = 0.0
+        if run.first_audio_at is not None:
+            played_until = run.first_audio_at + run.audio_ms / 1000
+            playback_left = max(0.0, played_until - asyncio.get_running_loop().time())
+        if self._active is None and not self._vad.speaking:
+            self._arm_idle_timer(after_s=playback_left)
         if self._script.count_done_and_check_drop():
             await self.drop()
+
+
+@dataclass(slots=True)
+class _OpenMessage:
+    """An assistant message being generated: its item, conversation entry and position."""
+
+    item: dict[str, Any]
+    entry: ConversationEntry
+    output_index: int
+    previous: str | None = None
+
+    def where(self, run: _ResponseRun) -> dict[str, Any]:
+        return {
+            "response_id": run.response_id,
+            "item_id": self.item["id"],
+            "output_index": self.output_index,
+        }

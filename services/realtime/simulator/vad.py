@@ -7,6 +7,13 @@ is fed, so the numbers are exact and reproducible however the client chunks its 
 
 Levels: the session's `threshold` (0..1) maps linearly onto -60..-10 dBFS of frame RMS to start
 speech; speech ends below a level 6 dB lower (hysteresis), after `silence_duration_ms` of it.
+
+`semantic_vad` uses the same detector with a different end-of-turn rule: it judges whether the
+words so far sound finished. The simulator knows what the user is scripted to say, so it asks
+`semantic_silence_ms`: a line that ends like a sentence ends the turn after a short pause, one
+that trails off (no final punctuation, a comma, "um", "and") is waited on much longer, and
+`eagerness` scales both (OpenAI documents 8 s, 4 s and 2 s as the longest waits for low, medium
+and high).
 """
 
 from __future__ import annotations
@@ -18,13 +25,43 @@ from dataclasses import dataclass
 
 from services.realtime.simulator.voice import BYTES_PER_MS
 
-__all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadSettings", "threshold_to_rms"]
+__all__ = [
+    "SEMANTIC_WAITS_MS",
+    "EnergyVad",
+    "SpeechStarted",
+    "SpeechStopped",
+    "VadSettings",
+    "semantic_silence_ms",
+    "threshold_to_rms",
+]
 
 FRAME_MS = 10
 _FRAME_BYTES = FRAME_MS * BYTES_PER_MS
 _FULL_SCALE = 32768.0
 _HYSTERESIS_DB = 6.0
 _FRAMES_TO_START = 3  # 30 ms of sound before speech counts, so clicks do not start a turn
+
+
+SEMANTIC_WAITS_MS: dict[str, tuple[int, int]] = {
+    # eagerness: (silence that ends a finished sentence, silence that ends a trailing one)
+    "high": (250, 2000),
+    "medium": (700, 4000),
+    "auto": (700, 4000),
+    "low": (1500, 8000),
+}
+_TRAILING_WORDS = {"and", "but", "so", "or", "um", "uh", "umm", "er", "because", "the", "a", "to"}
+
+
+def semantic_silence_ms(eagerness: str, text: str | None) -> int:
+    """How much trailing silence semantic VAD waits for before ending a turn that says `text`
+    (None: nothing scripted, judged finished)."""
+    finished_ms, trailing_ms = SEMANTIC_WAITS_MS.get(eagerness, SEMANTIC_WAITS_MS["auto"])
+    if text is None:
+        return finished_ms
+    stripped = text.rstrip()
+    last_word = stripped.rstrip(".,!?;:-… ").rsplit(" ", 1)[-1].lower()
+    sounds_finished = stripped.endswith((".", "!", "?")) and last_word not in _TRAILING_WORDS
+    return finished_ms if sounds_finished else trailing_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +101,7 @@ class EnergyVad:
         self._loud_run = 0
         self._loud_run_start_ms = 0
         self._quiet_run_ms = 0
+        self._turn_silence_ms: int | None = None
 
     @property
     def speaking(self) -> bool:
@@ -77,6 +115,11 @@ class EnergyVad:
         self.settings = settings
         self._start_rms = threshold_to_rms(settings.threshold)
         self._stop_rms = self._start_rms * 10 ** (-_HYSTERESIS_DB / 20)
+
+    def set_turn_silence(self, silence_ms: int | None) -> None:
+        """End the current turn after this much silence instead of the settings' (semantic VAD
+        decides it per turn); None goes back to `silence_duration_ms`."""
+        self._turn_silence_ms = silence_ms
 
     def reset(self, *, at_ms: int) -> None:
         """Forget any speech in progress (the buffer was committed or cleared by the client)."""
@@ -117,7 +160,10 @@ class EnergyVad:
             self._quiet_run_ms = 0
             return None
         self._quiet_run_ms += FRAME_MS
-        if self._quiet_run_ms < self.settings.silence_duration_ms:
+        needed = self._turn_silence_ms
+        if needed is None:
+            needed = self.settings.silence_duration_ms
+        if self._quiet_run_ms < needed:
             return None
         self._speaking = False
         self._loud_run = 0
