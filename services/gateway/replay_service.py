@@ -11,10 +11,11 @@ from services.api.earpiece.v1 import replay_pb2_grpc
 from services.gateway import validation
 from services.gateway.convert import event_message
 from services.gateway.errors import abort_invalid
+from services.replay.rpcs import ReplayRpcs
 from services.store.event_store import EventStore
 
 
-class ReplayService(replay_pb2_grpc.ReplayServiceServicer):
+class ReplayService(ReplayRpcs, replay_pb2_grpc.ReplayServiceServicer):
     def __init__(self, *, store: EventStore) -> None:
         self.store = store
 
@@ -27,6 +28,9 @@ class ReplayService(replay_pb2_grpc.ReplayServiceServicer):
             await abort_invalid(context, exc)
         if await self.store.get_session(request.session_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {request.session_id!r}")
+        await self.audit_read(
+            context, "read_events", request.session_id, after_seq=request.after_seq
+        )
         sent = 0
         async for event in self.store.read_events(request.session_id, after_seq=request.after_seq):
             yield event_message(event)

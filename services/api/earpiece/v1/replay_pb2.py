@@ -25,17 +25,73 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x61rpiece/v1/replay.proto\x12\x0b\x65\x61rpiece.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x11ReadEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\x04\"\xe5\x01\n\x05\x45vent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x31\n\rproducer_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0creceive_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpayload_json\x18\x08 \x01(\t\x12\x10\n\x08position\x18\t \x01(\x04\x32S\n\rReplayService\x12\x42\n\nReadEvents\x12\x1e.earpiece.v1.ReadEventsRequest\x1a\x12.earpiece.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x61rpiece/v1/replay.proto\x12\x0b\x65\x61rpiece.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x11ReadEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\x04\"\xe5\x01\n\x05\x45vent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x31\n\rproducer_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0creceive_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpayload_json\x18\x08 \x01(\t\x12\x10\n\x08position\x18\t \x01(\x04\"(\n\x12GetTimelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xa6\x05\n\x08Timeline\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x04\x12\x13\n\x0b\x65vent_count\x18\x05 \x01(\x04\x12\x13\n\x0bprompt_hash\x18\x06 \x01(\t\x12\x0f\n\x07persona\x18\x07 \x01(\t\x12\x10\n\x08rerun_of\x18\x08 \x01(\t\x12 \n\x05turns\x18\t \x03(\x0b\x32\x11.earpiece.v1.Turn\x12\x31\n\tresponses\x18\n \x03(\x0b\x32\x1e.earpiece.v1.AssistantResponse\x12)\n\ntool_calls\x18\x0b \x03(\x0b\x32\x15.earpiece.v1.ToolCall\x12\x30\n\rinterruptions\x18\x0c \x03(\x0b\x32\x19.earpiece.v1.Interruption\x12/\n\x08\x63ontexts\x18\r \x03(\x0b\x32\x1d.earpiece.v1.ContextInjection\x12&\n\x05links\x18\x0e \x03(\x0b\x32\x17.earpiece.v1.LinkChange\x12*\n\x06\x65rrors\x18\x0f \x03(\x0b\x32\x1a.earpiece.v1.TimelineError\x12&\n\x0buser_speech\x18\x10 \x03(\x0b\x32\x11.earpiece.v1.Span\x12+\n\x10\x61ssistant_speech\x18\x11 \x03(\x0b\x32\x11.earpiece.v1.Span\x12+\n\x07\x65ntries\x18\x12 \x03(\x0b\x32\x1a.earpiece.v1.TimelineEntry\x12\x14\n\x0c\x61udio_purged\x18\x13 \x01(\x08\x12\x12\n\nend_reason\x18\x14 \x01(\t\"\xc6\x01\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\r\x12\x19\n\x11speech_started_ms\x18\x02 \x01(\x03\x12\x1e\n\x11speech_stopped_ms\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\x0fuser_transcript\x18\x04 \x01(\t\x12\x1c\n\x14\x61ssistant_transcript\x18\x05 \x01(\t\x12\x14\n\x0cresponse_ids\x18\x06 \x03(\t\x12\x11\n\tbarged_in\x18\x07 \x01(\x08\x42\x14\n\x12_speech_stopped_ms\"\x97\x03\n\x11\x41ssistantResponse\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x0c\n\x04turn\x18\x02 \x01(\r\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x19\n\x0crequested_ms\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x0e\x66irst_audio_ms\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x07\x64one_ms\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x1d\n\x10playback_done_ms\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x12\n\ntranscript\x18\t \x01(\t\x12\x18\n\x10heard_transcript\x18\n \x01(\t\x12\x14\n\x0cgenerated_ms\x18\x0b \x01(\x04\x12\x11\n\tplayed_ms\x18\x0c \x01(\x04\x12\x13\n\x0binterrupted\x18\r \x01(\x08\x12\x10\n\x08\x63ost_usd\x18\x0e \x01(\x01\x12\x0e\n\x06reason\x18\x0f \x01(\tB\x0f\n\r_requested_msB\x11\n\x0f_first_audio_msB\n\n\x08_done_msB\x13\n\x11_playback_done_ms\"\xc2\x02\n\x08ToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\x12\x13\n\x0bresponse_id\x18\x04 \x01(\t\x12\x19\n\x0crequested_ms\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07held_ms\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x1b\n\x0espeech_done_ms\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\x17\n\nstarted_ms\x18\x08 \x01(\x03H\x03\x88\x01\x01\x12\x18\n\x0b\x66inished_ms\x18\t \x01(\x03H\x04\x88\x01\x01\x12\x0f\n\x07outcome\x18\n \x01(\t\x12\x0e\n\x06output\x18\x0b \x01(\tB\x0f\n\r_requested_msB\n\n\x08_held_msB\x11\n\x0f_speech_done_msB\r\n\x0b_started_msB\x0e\n\x0c_finished_ms\"\x99\x01\n\x0cInterruption\x12\r\n\x05\x61t_ms\x18\x01 \x01(\x03\x12\x13\n\x0bresponse_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61udio_end_ms\x18\x04 \x01(\x03\x12\x19\n\x0cgenerated_ms\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nheard_from\x18\x06 \x01(\tB\x0f\n\r_generated_ms\"|\n\x10\x43ontextInjection\x12\r\n\x05\x61t_ms\x18\x01 \x01(\x03\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x12\n\nstate_json\x18\x04 \x01(\t\x12\x17\n\ndeleted_ms\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\r\n\x0b_deleted_ms\"9\n\nLinkChange\x12\r\n\x05\x61t_ms\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\rTimelineError\x12\r\n\x05\x61t_ms\x18\x01 \x01(\x03\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08severity\x18\x05 \x01(\t\"7\n\x04Span\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x0e\n\x06\x65nd_ms\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\"G\n\rTimelineEntry\x12\r\n\x05\x61t_ms\x18\x01 \x01(\x03\x12\x0b\n\x03who\x18\x02 \x01(\t\x12\x0c\n\x04what\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\"\'\n\x11GetMetricsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xbb\x02\n\x0bTurnMetrics\x12\x0c\n\x04turn\x18\x01 \x01(\r\x12\x1f\n\x12user_speech_end_ms\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12#\n\x16\x66irst_audio_latency_ms\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x18\n\x0b\x65\x61rpiece_ms\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x15\n\x08model_ms\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x13\n\x0binterrupted\x18\x06 \x01(\x08\x12\x14\n\x0cuser_talk_ms\x18\x07 \x01(\x03\x12\x19\n\x11\x61ssistant_talk_ms\x18\x08 \x01(\x03\x12\x12\n\ntool_calls\x18\t \x01(\rB\x15\n\x13_user_speech_end_msB\x19\n\x17_first_audio_latency_msB\x0e\n\x0c_earpiece_msB\x0b\n\t_model_ms\"\x93\x04\n\x07Metrics\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x05turns\x18\x02 \x03(\x0b\x32\x18.earpiece.v1.TurnMetrics\x12\'\n\x1a\x66irst_audio_latency_p50_ms\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\'\n\x1a\x66irst_audio_latency_max_ms\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x1c\n\x0f\x65\x61rpiece_p50_ms\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12$\n\x1cspeech_done_to_tool_start_ms\x18\x06 \x03(\x03\x12\x18\n\x10tool_duration_ms\x18\x07 \x03(\x03\x12\x15\n\rinterruptions\x18\x08 \x01(\r\x12\x14\n\x0cuser_talk_ms\x18\t \x01(\x03\x12\x19\n\x11\x61ssistant_talk_ms\x18\n \x01(\x03\x12.\n\x05usage\x18\x0b \x03(\x0b\x32\x1f.earpiece.v1.Metrics.UsageEntry\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\x01\x12\x11\n\tpriced_as\x18\r \x01(\t\x1a,\n\nUsageEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\x1d\n\x1b_first_audio_latency_p50_msB\x1d\n\x1b_first_audio_latency_max_msB\x12\n\x10_earpiece_p50_ms\"(\n\x12\x45xportAudioRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"P\n\x0b\x41udioMarker\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x10\n\x08start_ms\x18\x02 \x01(\x03\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8b\x01\n\x0f\x41udioExportInfo\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x04\x12)\n\x07markers\x18\x04 \x03(\x0b\x32\x18.earpiece.v1.AudioMarker\x12\x11\n\twav_bytes\x18\x05 \x01(\x04\"W\n\x10\x41udioExportChunk\x12,\n\x04info\x18\x01 \x01(\x0b\x32\x1c.earpiece.v1.AudioExportInfoH\x00\x12\r\n\x03wav\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"\xe2\x02\n\x15SearchSessionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x31\n\rcreated_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x13\n\x0bprompt_hash\x18\x05 \x01(\t\x12\x0f\n\x07persona\x18\x06 \x01(\t\x12\x11\n\ttool_name\x18\x07 \x01(\t\x12\x12\n\nerror_kind\x18\x08 \x01(\t\x12\"\n\x1amin_first_audio_latency_ms\x18\t \x01(\r\x12\x19\n\x11min_interruptions\x18\n \x01(\r\x12\x0c\n\x04text\x18\x0b \x01(\t\x12\x11\n\tpage_size\x18\x0c \x01(\r\x12\x12\n\npage_token\x18\r \x01(\t\"\xc6\x03\n\x0eSessionSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bprompt_hash\x18\x05 \x01(\t\x12\x0f\n\x07persona\x18\x06 \x01(\t\x12\r\n\x05turns\x18\x07 \x01(\r\x12\x12\n\ntool_names\x18\x08 \x03(\t\x12\x13\n\x0b\x65rror_kinds\x18\t \x03(\t\x12\x15\n\rinterruptions\x18\n \x01(\r\x12\'\n\x1a\x66irst_audio_latency_p50_ms\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\'\n\x1a\x66irst_audio_latency_max_ms\x18\x0c \x01(\x03H\x01\x88\x01\x01\x12\x10\n\x08\x63ost_usd\x18\r \x01(\x01\x12\x13\n\x0b\x64uration_ms\x18\x0e \x01(\x04\x12\x10\n\x08rerun_of\x18\x0f \x01(\t\x12\x0f\n\x07snippet\x18\x10 \x01(\tB\x1d\n\x1b_first_audio_latency_p50_msB\x1d\n\x1b_first_audio_latency_max_ms\"`\n\x16SearchSessionsResponse\x12-\n\x08sessions\x18\x01 \x03(\x0b\x32\x1b.earpiece.v1.SessionSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc0\x01\n\x11QueryAuditRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12)\n\x05\x61\x66ter\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x62\x65\x66ore\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x07 \x01(\r\"\xbf\x01\n\x0b\x41uditRecord\x12\x10\n\x08\x61udit_id\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\ttenant_id\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x0c\n\x04peer\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\t \x01(\t\"?\n\x12QueryAuditResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.earpiece.v1.AuditRecord\"<\n\x13SetRetentionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\naudio_days\x18\x02 \x01(\r\"2\n\tRetention\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\naudio_days\x18\x02 \x01(\r2\xa3\x04\n\rReplayService\x12\x42\n\nReadEvents\x12\x1e.earpiece.v1.ReadEventsRequest\x1a\x12.earpiece.v1.Event0\x01\x12\x45\n\x0bGetTimeline\x12\x1f.earpiece.v1.GetTimelineRequest\x1a\x15.earpiece.v1.Timeline\x12\x42\n\nGetMetrics\x12\x1e.earpiece.v1.GetMetricsRequest\x1a\x14.earpiece.v1.Metrics\x12O\n\x0b\x45xportAudio\x12\x1f.earpiece.v1.ExportAudioRequest\x1a\x1d.earpiece.v1.AudioExportChunk0\x01\x12Y\n\x0eSearchSessions\x12\".earpiece.v1.SearchSessionsRequest\x1a#.earpiece.v1.SearchSessionsResponse\x12M\n\nQueryAudit\x12\x1e.earpiece.v1.QueryAuditRequest\x1a\x1f.earpiece.v1.QueryAuditResponse\x12H\n\x0cSetRetention\x12 .earpiece.v1.SetRetentionRequest\x1a\x16.earpiece.v1.Retentionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'earpiece.v1.replay_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_METRICS_USAGEENTRY']._loaded_options = None
+  _globals['_METRICS_USAGEENTRY']._serialized_options = b'8\001'
   _globals['_READEVENTSREQUEST']._serialized_start=74
   _globals['_READEVENTSREQUEST']._serialized_end=147
   _globals['_EVENT']._serialized_start=150
   _globals['_EVENT']._serialized_end=379
-  _globals['_REPLAYSERVICE']._serialized_start=381
-  _globals['_REPLAYSERVICE']._serialized_end=464
+  _globals['_GETTIMELINEREQUEST']._serialized_start=381
+  _globals['_GETTIMELINEREQUEST']._serialized_end=421
+  _globals['_TIMELINE']._serialized_start=424
+  _globals['_TIMELINE']._serialized_end=1102
+  _globals['_TURN']._serialized_start=1105
+  _globals['_TURN']._serialized_end=1303
+  _globals['_ASSISTANTRESPONSE']._serialized_start=1306
+  _globals['_ASSISTANTRESPONSE']._serialized_end=1713
+  _globals['_TOOLCALL']._serialized_start=1716
+  _globals['_TOOLCALL']._serialized_end=2038
+  _globals['_INTERRUPTION']._serialized_start=2041
+  _globals['_INTERRUPTION']._serialized_end=2194
+  _globals['_CONTEXTINJECTION']._serialized_start=2196
+  _globals['_CONTEXTINJECTION']._serialized_end=2320
+  _globals['_LINKCHANGE']._serialized_start=2322
+  _globals['_LINKCHANGE']._serialized_end=2379
+  _globals['_TIMELINEERROR']._serialized_start=2381
+  _globals['_TIMELINEERROR']._serialized_end=2474
+  _globals['_SPAN']._serialized_start=2476
+  _globals['_SPAN']._serialized_end=2531
+  _globals['_TIMELINEENTRY']._serialized_start=2533
+  _globals['_TIMELINEENTRY']._serialized_end=2604
+  _globals['_GETMETRICSREQUEST']._serialized_start=2606
+  _globals['_GETMETRICSREQUEST']._serialized_end=2645
+  _globals['_TURNMETRICS']._serialized_start=2648
+  _globals['_TURNMETRICS']._serialized_end=2963
+  _globals['_METRICS']._serialized_start=2966
+  _globals['_METRICS']._serialized_end=3497
+  _globals['_METRICS_USAGEENTRY']._serialized_start=3371
+  _globals['_METRICS_USAGEENTRY']._serialized_end=3415
+  _globals['_EXPORTAUDIOREQUEST']._serialized_start=3499
+  _globals['_EXPORTAUDIOREQUEST']._serialized_end=3539
+  _globals['_AUDIOMARKER']._serialized_start=3541
+  _globals['_AUDIOMARKER']._serialized_end=3621
+  _globals['_AUDIOEXPORTINFO']._serialized_start=3624
+  _globals['_AUDIOEXPORTINFO']._serialized_end=3763
+  _globals['_AUDIOEXPORTCHUNK']._serialized_start=3765
+  _globals['_AUDIOEXPORTCHUNK']._serialized_end=3852
+  _globals['_SEARCHSESSIONSREQUEST']._serialized_start=3855
+  _globals['_SEARCHSESSIONSREQUEST']._serialized_end=4209
+  _globals['_SESSIONSUMMARY']._serialized_start=4212
+  _globals['_SESSIONSUMMARY']._serialized_end=4666
+  _globals['_SEARCHSESSIONSRESPONSE']._serialized_start=4668
+  _globals['_SEARCHSESSIONSRESPONSE']._serialized_end=4764
+  _globals['_QUERYAUDITREQUEST']._serialized_start=4767
+  _globals['_QUERYAUDITREQUEST']._serialized_end=4959
+  _globals['_AUDITRECORD']._serialized_start=4962
+  _globals['_AUDITRECORD']._serialized_end=5153
+  _globals['_QUERYAUDITRESPONSE']._serialized_start=5155
+  _globals['_QUERYAUDITRESPONSE']._serialized_end=5218
+  _globals['_SETRETENTIONREQUEST']._serialized_start=5220
+  _globals['_SETRETENTIONREQUEST']._serialized_end=5280
+  _globals['_RETENTION']._serialized_start=5282
+  _globals['_RETENTION']._serialized_end=5332
+  _globals['_REPLAYSERVICE']._serialized_start=5335
+  _globals['_REPLAYSERVICE']._serialized_end=5882
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -93,3 +95,1076 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class GetTimelineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTimelineRequest: _TypeAlias = GetTimelineRequest  # noqa: Y015
+
+@_typing.final
+class Timeline(_message.Message):
+    """All times are milliseconds since the session's first event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    PROMPT_HASH_FIELD_NUMBER: _builtins.int
+    PERSONA_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
+    TURNS_FIELD_NUMBER: _builtins.int
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    CONTEXTS_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    USER_SPEECH_FIELD_NUMBER: _builtins.int
+    ASSISTANT_SPEECH_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    AUDIO_PURGED_FIELD_NUMBER: _builtins.int
+    END_REASON_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    tenant_id: _builtins.str
+    duration_ms: _builtins.int
+    event_count: _builtins.int
+    prompt_hash: _builtins.str
+    persona: _builtins.str
+    rerun_of: _builtins.str
+    """The session this one re-runs (prompt regression), if any."""
+    audio_purged: _builtins.bool
+    """Whether some of the session's stored audio was purged by retention."""
+    end_reason: _builtins.str
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def turns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Turn]: ...
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssistantResponse]: ...
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]: ...
+    @_builtins.property
+    def interruptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Interruption]: ...
+    @_builtins.property
+    def contexts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContextInjection]: ...
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___LinkChange]: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineError]: ...
+    @_builtins.property
+    def user_speech(self) -> _containers.RepeatedCompositeFieldContainer[Global___Span]: ...
+    @_builtins.property
+    def assistant_speech(self) -> _containers.RepeatedCompositeFieldContainer[Global___Span]: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]: ...
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        duration_ms: _builtins.int = ...,
+        event_count: _builtins.int = ...,
+        prompt_hash: _builtins.str = ...,
+        persona: _builtins.str = ...,
+        rerun_of: _builtins.str = ...,
+        turns: _abc.Iterable[Global___Turn] | None = ...,
+        responses: _abc.Iterable[Global___AssistantResponse] | None = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        interruptions: _abc.Iterable[Global___Interruption] | None = ...,
+        contexts: _abc.Iterable[Global___ContextInjection] | None = ...,
+        links: _abc.Iterable[Global___LinkChange] | None = ...,
+        errors: _abc.Iterable[Global___TimelineError] | None = ...,
+        user_speech: _abc.Iterable[Global___Span] | None = ...,
+        assistant_speech: _abc.Iterable[Global___Span] | None = ...,
+        entries: _abc.Iterable[Global___TimelineEntry] | None = ...,
+        audio_purged: _builtins.bool = ...,
+        end_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_speech", b"assistant_speech", "audio_purged", b"audio_purged", "contexts", b"contexts", "duration_ms", b"duration_ms", "end_reason", b"end_reason", "entries", b"entries", "errors", b"errors", "event_count", b"event_count", "interruptions", b"interruptions", "links", b"links", "persona", b"persona", "prompt_hash", b"prompt_hash", "rerun_of", b"rerun_of", "responses", b"responses", "session_id", b"session_id", "started_at", b"started_at", "tenant_id", b"tenant_id", "tool_calls", b"tool_calls", "turns", b"turns", "user_speech", b"user_speech"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Timeline: _TypeAlias = Timeline  # noqa: Y015
+
+@_typing.final
+class Turn(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    SPEECH_STARTED_MS_FIELD_NUMBER: _builtins.int
+    SPEECH_STOPPED_MS_FIELD_NUMBER: _builtins.int
+    USER_TRANSCRIPT_FIELD_NUMBER: _builtins.int
+    ASSISTANT_TRANSCRIPT_FIELD_NUMBER: _builtins.int
+    RESPONSE_IDS_FIELD_NUMBER: _builtins.int
+    BARGED_IN_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    speech_started_ms: _builtins.int
+    speech_stopped_ms: _builtins.int
+    user_transcript: _builtins.str
+    assistant_transcript: _builtins.str
+    """The assistant's words as the user heard them (cut at barge-in), all responses of the turn."""
+    barged_in: _builtins.bool
+    """The user's speech interrupted the assistant."""
+    @_builtins.property
+    def response_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        speech_started_ms: _builtins.int = ...,
+        speech_stopped_ms: _builtins.int | None = ...,
+        user_transcript: _builtins.str = ...,
+        assistant_transcript: _builtins.str = ...,
+        response_ids: _abc.Iterable[_builtins.str] | None = ...,
+        barged_in: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_speech_stopped_ms", b"_speech_stopped_ms", "speech_stopped_ms", b"speech_stopped_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speech_stopped_ms", b"_speech_stopped_ms", "assistant_transcript", b"assistant_transcript", "barged_in", b"barged_in", "index", b"index", "response_ids", b"response_ids", "speech_started_ms", b"speech_started_ms", "speech_stopped_ms", b"speech_stopped_ms", "user_transcript", b"user_transcript"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__speech_stopped_ms: _TypeAlias = _typing.Literal["speech_stopped_ms"]  # noqa: Y015
+    _WhichOneofArgType__speech_stopped_ms: _TypeAlias = _typing.Literal["_speech_stopped_ms", b"_speech_stopped_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__speech_stopped_ms) -> _WhichOneofReturnType__speech_stopped_ms | None: ...
+
+Global___Turn: _TypeAlias = Turn  # noqa: Y015
+
+@_typing.final
+class AssistantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    TURN_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_MS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_MS_FIELD_NUMBER: _builtins.int
+    DONE_MS_FIELD_NUMBER: _builtins.int
+    PLAYBACK_DONE_MS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_FIELD_NUMBER: _builtins.int
+    HEARD_TRANSCRIPT_FIELD_NUMBER: _builtins.int
+    GENERATED_MS_FIELD_NUMBER: _builtins.int
+    PLAYED_MS_FIELD_NUMBER: _builtins.int
+    INTERRUPTED_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    response_id: _builtins.str
+    turn: _builtins.int
+    item_id: _builtins.str
+    requested_ms: _builtins.int
+    first_audio_ms: _builtins.int
+    done_ms: _builtins.int
+    playback_done_ms: _builtins.int
+    status: _builtins.str
+    transcript: _builtins.str
+    heard_transcript: _builtins.str
+    generated_ms: _builtins.int
+    played_ms: _builtins.int
+    interrupted: _builtins.bool
+    cost_usd: _builtins.float
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        response_id: _builtins.str = ...,
+        turn: _builtins.int = ...,
+        item_id: _builtins.str = ...,
+        requested_ms: _builtins.int | None = ...,
+        first_audio_ms: _builtins.int | None = ...,
+        done_ms: _builtins.int | None = ...,
+        playback_done_ms: _builtins.int | None = ...,
+        status: _builtins.str = ...,
+        transcript: _builtins.str = ...,
+        heard_transcript: _builtins.str = ...,
+        generated_ms: _builtins.int = ...,
+        played_ms: _builtins.int = ...,
+        interrupted: _builtins.bool = ...,
+        cost_usd: _builtins.float = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_done_ms", b"_done_ms", "_first_audio_ms", b"_first_audio_ms", "_playback_done_ms", b"_playback_done_ms", "_requested_ms", b"_requested_ms", "done_ms", b"done_ms", "first_audio_ms", b"first_audio_ms", "playback_done_ms", b"playback_done_ms", "requested_ms", b"requested_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_done_ms", b"_done_ms", "_first_audio_ms", b"_first_audio_ms", "_playback_done_ms", b"_playback_done_ms", "_requested_ms", b"_requested_ms", "cost_usd", b"cost_usd", "done_ms", b"done_ms", "first_audio_ms", b"first_audio_ms", "generated_ms", b"generated_ms", "heard_transcript", b"heard_transcript", "interrupted", b"interrupted", "item_id", b"item_id", "playback_done_ms", b"playback_done_ms", "played_ms", b"played_ms", "reason", b"reason", "requested_ms", b"requested_ms", "response_id", b"response_id", "status", b"status", "transcript", b"transcript", "turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__done_ms: _TypeAlias = _typing.Literal["done_ms"]  # noqa: Y015
+    _WhichOneofArgType__done_ms: _TypeAlias = _typing.Literal["_done_ms", b"_done_ms"]  # noqa: Y015
+    _WhichOneofReturnType__first_audio_ms: _TypeAlias = _typing.Literal["first_audio_ms"]  # noqa: Y015
+    _WhichOneofArgType__first_audio_ms: _TypeAlias = _typing.Literal["_first_audio_ms", b"_first_audio_ms"]  # noqa: Y015
+    _WhichOneofReturnType__playback_done_ms: _TypeAlias = _typing.Literal["playback_done_ms"]  # noqa: Y015
+    _WhichOneofArgType__playback_done_ms: _TypeAlias = _typing.Literal["_playback_done_ms", b"_playback_done_ms"]  # noqa: Y015
+    _WhichOneofReturnType__requested_ms: _TypeAlias = _typing.Literal["requested_ms"]  # noqa: Y015
+    _WhichOneofArgType__requested_ms: _TypeAlias = _typing.Literal["_requested_ms", b"_requested_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__done_ms) -> _WhichOneofReturnType__done_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_audio_ms) -> _WhichOneofReturnType__first_audio_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__playback_done_ms) -> _WhichOneofReturnType__playback_done_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requested_ms) -> _WhichOneofReturnType__requested_ms | None: ...
+
+Global___AssistantResponse: _TypeAlias = AssistantResponse  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_MS_FIELD_NUMBER: _builtins.int
+    HELD_MS_FIELD_NUMBER: _builtins.int
+    SPEECH_DONE_MS_FIELD_NUMBER: _builtins.int
+    STARTED_MS_FIELD_NUMBER: _builtins.int
+    FINISHED_MS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    name: _builtins.str
+    arguments: _builtins.str
+    response_id: _builtins.str
+    requested_ms: _builtins.int
+    held_ms: _builtins.int
+    speech_done_ms: _builtins.int
+    started_ms: _builtins.int
+    finished_ms: _builtins.int
+    outcome: _builtins.str
+    """succeeded, failed, dropped; empty if the call never got an outcome."""
+    output: _builtins.str
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
+        response_id: _builtins.str = ...,
+        requested_ms: _builtins.int | None = ...,
+        held_ms: _builtins.int | None = ...,
+        speech_done_ms: _builtins.int | None = ...,
+        started_ms: _builtins.int | None = ...,
+        finished_ms: _builtins.int | None = ...,
+        outcome: _builtins.str = ...,
+        output: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_finished_ms", b"_finished_ms", "_held_ms", b"_held_ms", "_requested_ms", b"_requested_ms", "_speech_done_ms", b"_speech_done_ms", "_started_ms", b"_started_ms", "finished_ms", b"finished_ms", "held_ms", b"held_ms", "requested_ms", b"requested_ms", "speech_done_ms", b"speech_done_ms", "started_ms", b"started_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_finished_ms", b"_finished_ms", "_held_ms", b"_held_ms", "_requested_ms", b"_requested_ms", "_speech_done_ms", b"_speech_done_ms", "_started_ms", b"_started_ms", "arguments", b"arguments", "call_id", b"call_id", "finished_ms", b"finished_ms", "held_ms", b"held_ms", "name", b"name", "outcome", b"outcome", "output", b"output", "requested_ms", b"requested_ms", "response_id", b"response_id", "speech_done_ms", b"speech_done_ms", "started_ms", b"started_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__finished_ms: _TypeAlias = _typing.Literal["finished_ms"]  # noqa: Y015
+    _WhichOneofArgType__finished_ms: _TypeAlias = _typing.Literal["_finished_ms", b"_finished_ms"]  # noqa: Y015
+    _WhichOneofReturnType__held_ms: _TypeAlias = _typing.Literal["held_ms"]  # noqa: Y015
+    _WhichOneofArgType__held_ms: _TypeAlias = _typing.Literal["_held_ms", b"_held_ms"]  # noqa: Y015
+    _WhichOneofReturnType__requested_ms: _TypeAlias = _typing.Literal["requested_ms"]  # noqa: Y015
+    _WhichOneofArgType__requested_ms: _TypeAlias = _typing.Literal["_requested_ms", b"_requested_ms"]  # noqa: Y015
+    _WhichOneofReturnType__speech_done_ms: _TypeAlias = _typing.Literal["speech_done_ms"]  # noqa: Y015
+    _WhichOneofArgType__speech_done_ms: _TypeAlias = _typing.Literal["_speech_done_ms", b"_speech_done_ms"]  # noqa: Y015
+    _WhichOneofReturnType__started_ms: _TypeAlias = _typing.Literal["started_ms"]  # noqa: Y015
+    _WhichOneofArgType__started_ms: _TypeAlias = _typing.Literal["_started_ms", b"_started_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__finished_ms) -> _WhichOneofReturnType__finished_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__held_ms) -> _WhichOneofReturnType__held_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requested_ms) -> _WhichOneofReturnType__requested_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__speech_done_ms) -> _WhichOneofReturnType__speech_done_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__started_ms) -> _WhichOneofReturnType__started_ms | None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
+
+@_typing.final
+class Interruption(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    RESPONSE_ID_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    AUDIO_END_MS_FIELD_NUMBER: _builtins.int
+    GENERATED_MS_FIELD_NUMBER: _builtins.int
+    HEARD_FROM_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    response_id: _builtins.str
+    item_id: _builtins.str
+    audio_end_ms: _builtins.int
+    """What the user heard of the response; 0 means the item was deleted before any audio."""
+    generated_ms: _builtins.int
+    heard_from: _builtins.str
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        response_id: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        audio_end_ms: _builtins.int = ...,
+        generated_ms: _builtins.int | None = ...,
+        heard_from: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_generated_ms", b"_generated_ms", "generated_ms", b"generated_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_generated_ms", b"_generated_ms", "at_ms", b"at_ms", "audio_end_ms", b"audio_end_ms", "generated_ms", b"generated_ms", "heard_from", b"heard_from", "item_id", b"item_id", "response_id", b"response_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__generated_ms: _TypeAlias = _typing.Literal["generated_ms"]  # noqa: Y015
+    _WhichOneofArgType__generated_ms: _TypeAlias = _typing.Literal["_generated_ms", b"_generated_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__generated_ms) -> _WhichOneofReturnType__generated_ms | None: ...
+
+Global___Interruption: _TypeAlias = Interruption  # noqa: Y015
+
+@_typing.final
+class ContextInjection(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    STATE_JSON_FIELD_NUMBER: _builtins.int
+    DELETED_MS_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    item_id: _builtins.str
+    hash: _builtins.str
+    state_json: _builtins.str
+    """The screen state it carried, as JSON."""
+    deleted_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        item_id: _builtins.str = ...,
+        hash: _builtins.str = ...,
+        state_json: _builtins.str = ...,
+        deleted_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_deleted_ms", b"_deleted_ms", "deleted_ms", b"deleted_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_ms", b"_deleted_ms", "at_ms", b"at_ms", "deleted_ms", b"deleted_ms", "hash", b"hash", "item_id", b"item_id", "state_json", b"state_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__deleted_ms: _TypeAlias = _typing.Literal["deleted_ms"]  # noqa: Y015
+    _WhichOneofArgType__deleted_ms: _TypeAlias = _typing.Literal["_deleted_ms", b"_deleted_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__deleted_ms) -> _WhichOneofReturnType__deleted_ms | None: ...
+
+Global___ContextInjection: _TypeAlias = ContextInjection  # noqa: Y015
+
+@_typing.final
+class LinkChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    kind: _builtins.str
+    """The event kind, e.g. "model.link_lost", "model.link_rebuilt"."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "kind", b"kind", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkChange: _TypeAlias = LinkChange  # noqa: Y015
+
+@_typing.final
+class TimelineError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    kind: _builtins.str
+    code: _builtins.str
+    message: _builtins.str
+    severity: _builtins.str
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        severity: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "code", b"code", "kind", b"kind", "message", b"message", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineError: _TypeAlias = TimelineError  # noqa: Y015
+
+@_typing.final
+class Span(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_MS_FIELD_NUMBER: _builtins.int
+    END_MS_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    start_ms: _builtins.int
+    end_ms: _builtins.int
+    label: _builtins.str
+    def __init__(
+        self,
+        *,
+        start_ms: _builtins.int = ...,
+        end_ms: _builtins.int = ...,
+        label: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ms", b"end_ms", "label", b"label", "start_ms", b"start_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Span: _TypeAlias = Span  # noqa: Y015
+
+@_typing.final
+class TimelineEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MS_FIELD_NUMBER: _builtins.int
+    WHO_FIELD_NUMBER: _builtins.int
+    WHAT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    at_ms: _builtins.int
+    who: _builtins.str
+    """user, assistant, earpiece, client, tool, model."""
+    what: _builtins.str
+    kind: _builtins.str
+    def __init__(
+        self,
+        *,
+        at_ms: _builtins.int = ...,
+        who: _builtins.str = ...,
+        what: _builtins.str = ...,
+        kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "kind", b"kind", "what", b"what", "who", b"who"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineEntry: _TypeAlias = TimelineEntry  # noqa: Y015
+
+@_typing.final
+class GetMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMetricsRequest: _TypeAlias = GetMetricsRequest  # noqa: Y015
+
+@_typing.final
+class TurnMetrics(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: _builtins.int
+    USER_SPEECH_END_MS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_LATENCY_MS_FIELD_NUMBER: _builtins.int
+    EARPIECE_MS_FIELD_NUMBER: _builtins.int
+    MODEL_MS_FIELD_NUMBER: _builtins.int
+    INTERRUPTED_FIELD_NUMBER: _builtins.int
+    USER_TALK_MS_FIELD_NUMBER: _builtins.int
+    ASSISTANT_TALK_MS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    turn: _builtins.int
+    user_speech_end_ms: _builtins.int
+    first_audio_latency_ms: _builtins.int
+    """User speech end to the first assistant audio at the client: the latency the user feels."""
+    earpiece_ms: _builtins.int
+    """The part Earpiece added (turn committed to response.create sent); the rest is the model's."""
+    model_ms: _builtins.int
+    interrupted: _builtins.bool
+    user_talk_ms: _builtins.int
+    assistant_talk_ms: _builtins.int
+    tool_calls: _builtins.int
+    def __init__(
+        self,
+        *,
+        turn: _builtins.int = ...,
+        user_speech_end_ms: _builtins.int | None = ...,
+        first_audio_latency_ms: _builtins.int | None = ...,
+        earpiece_ms: _builtins.int | None = ...,
+        model_ms: _builtins.int | None = ...,
+        interrupted: _builtins.bool = ...,
+        user_talk_ms: _builtins.int = ...,
+        assistant_talk_ms: _builtins.int = ...,
+        tool_calls: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_earpiece_ms", b"_earpiece_ms", "_first_audio_latency_ms", b"_first_audio_latency_ms", "_model_ms", b"_model_ms", "_user_speech_end_ms", b"_user_speech_end_ms", "earpiece_ms", b"earpiece_ms", "first_audio_latency_ms", b"first_audio_latency_ms", "model_ms", b"model_ms", "user_speech_end_ms", b"user_speech_end_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_earpiece_ms", b"_earpiece_ms", "_first_audio_latency_ms", b"_first_audio_latency_ms", "_model_ms", b"_model_ms", "_user_speech_end_ms", b"_user_speech_end_ms", "assistant_talk_ms", b"assistant_talk_ms", "earpiece_ms", b"earpiece_ms", "first_audio_latency_ms", b"first_audio_latency_ms", "interrupted", b"interrupted", "model_ms", b"model_ms", "tool_calls", b"tool_calls", "turn", b"turn", "user_speech_end_ms", b"user_speech_end_ms", "user_talk_ms", b"user_talk_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__earpiece_ms: _TypeAlias = _typing.Literal["earpiece_ms"]  # noqa: Y015
+    _WhichOneofArgType__earpiece_ms: _TypeAlias = _typing.Literal["_earpiece_ms", b"_earpiece_ms"]  # noqa: Y015
+    _WhichOneofReturnType__first_audio_latency_ms: _TypeAlias = _typing.Literal["first_audio_latency_ms"]  # noqa: Y015
+    _WhichOneofArgType__first_audio_latency_ms: _TypeAlias = _typing.Literal["_first_audio_latency_ms", b"_first_audio_latency_ms"]  # noqa: Y015
+    _WhichOneofReturnType__model_ms: _TypeAlias = _typing.Literal["model_ms"]  # noqa: Y015
+    _WhichOneofArgType__model_ms: _TypeAlias = _typing.Literal["_model_ms", b"_model_ms"]  # noqa: Y015
+    _WhichOneofReturnType__user_speech_end_ms: _TypeAlias = _typing.Literal["user_speech_end_ms"]  # noqa: Y015
+    _WhichOneofArgType__user_speech_end_ms: _TypeAlias = _typing.Literal["_user_speech_end_ms", b"_user_speech_end_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__earpiece_ms) -> _WhichOneofReturnType__earpiece_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_audio_latency_ms) -> _WhichOneofReturnType__first_audio_latency_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__model_ms) -> _WhichOneofReturnType__model_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__user_speech_end_ms) -> _WhichOneofReturnType__user_speech_end_ms | None: ...
+
+Global___TurnMetrics: _TypeAlias = TurnMetrics  # noqa: Y015
+
+@_typing.final
+class Metrics(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class UsageEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TURNS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_LATENCY_P50_MS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_LATENCY_MAX_MS_FIELD_NUMBER: _builtins.int
+    EARPIECE_P50_MS_FIELD_NUMBER: _builtins.int
+    SPEECH_DONE_TO_TOOL_START_MS_FIELD_NUMBER: _builtins.int
+    TOOL_DURATION_MS_FIELD_NUMBER: _builtins.int
+    INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    USER_TALK_MS_FIELD_NUMBER: _builtins.int
+    ASSISTANT_TALK_MS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    PRICED_AS_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    first_audio_latency_p50_ms: _builtins.int
+    first_audio_latency_max_ms: _builtins.int
+    earpiece_p50_ms: _builtins.int
+    interruptions: _builtins.int
+    user_talk_ms: _builtins.int
+    assistant_talk_ms: _builtins.int
+    cost_usd: _builtins.float
+    priced_as: _builtins.str
+    """The price table's model row used for the cost."""
+    @_builtins.property
+    def turns(self) -> _containers.RepeatedCompositeFieldContainer[Global___TurnMetrics]: ...
+    @_builtins.property
+    def speech_done_to_tool_start_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def tool_duration_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def usage(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Summed over response.done usage, e.g. "input_tokens", "output_token.audio_tokens"."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        turns: _abc.Iterable[Global___TurnMetrics] | None = ...,
+        first_audio_latency_p50_ms: _builtins.int | None = ...,
+        first_audio_latency_max_ms: _builtins.int | None = ...,
+        earpiece_p50_ms: _builtins.int | None = ...,
+        speech_done_to_tool_start_ms: _abc.Iterable[_builtins.int] | None = ...,
+        tool_duration_ms: _abc.Iterable[_builtins.int] | None = ...,
+        interruptions: _builtins.int = ...,
+        user_talk_ms: _builtins.int = ...,
+        assistant_talk_ms: _builtins.int = ...,
+        usage: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        cost_usd: _builtins.float = ...,
+        priced_as: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_earpiece_p50_ms", b"_earpiece_p50_ms", "_first_audio_latency_max_ms", b"_first_audio_latency_max_ms", "_first_audio_latency_p50_ms", b"_first_audio_latency_p50_ms", "earpiece_p50_ms", b"earpiece_p50_ms", "first_audio_latency_max_ms", b"first_audio_latency_max_ms", "first_audio_latency_p50_ms", b"first_audio_latency_p50_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_earpiece_p50_ms", b"_earpiece_p50_ms", "_first_audio_latency_max_ms", b"_first_audio_latency_max_ms", "_first_audio_latency_p50_ms", b"_first_audio_latency_p50_ms", "assistant_talk_ms", b"assistant_talk_ms", "cost_usd", b"cost_usd", "earpiece_p50_ms", b"earpiece_p50_ms", "first_audio_latency_max_ms", b"first_audio_latency_max_ms", "first_audio_latency_p50_ms", b"first_audio_latency_p50_ms", "interruptions", b"interruptions", "priced_as", b"priced_as", "session_id", b"session_id", "speech_done_to_tool_start_ms", b"speech_done_to_tool_start_ms", "tool_duration_ms", b"tool_duration_ms", "turns", b"turns", "usage", b"usage", "user_talk_ms", b"user_talk_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__earpiece_p50_ms: _TypeAlias = _typing.Literal["earpiece_p50_ms"]  # noqa: Y015
+    _WhichOneofArgType__earpiece_p50_ms: _TypeAlias = _typing.Literal["_earpiece_p50_ms", b"_earpiece_p50_ms"]  # noqa: Y015
+    _WhichOneofReturnType__first_audio_latency_max_ms: _TypeAlias = _typing.Literal["first_audio_latency_max_ms"]  # noqa: Y015
+    _WhichOneofArgType__first_audio_latency_max_ms: _TypeAlias = _typing.Literal["_first_audio_latency_max_ms", b"_first_audio_latency_max_ms"]  # noqa: Y015
+    _WhichOneofReturnType__first_audio_latency_p50_ms: _TypeAlias = _typing.Literal["first_audio_latency_p50_ms"]  # noqa: Y015
+    _WhichOneofArgType__first_audio_latency_p50_ms: _TypeAlias = _typing.Literal["_first_audio_latency_p50_ms", b"_first_audio_latency_p50_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__earpiece_p50_ms) -> _WhichOneofReturnType__earpiece_p50_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_audio_latency_max_ms) -> _WhichOneofReturnType__first_audio_latency_max_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_audio_latency_p50_ms) -> _WhichOneofReturnType__first_audio_latency_p50_ms | None: ...
+
+Global___Metrics: _TypeAlias = Metrics  # noqa: Y015
+
+@_typing.final
+class ExportAudioRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAudioRequest: _TypeAlias = ExportAudioRequest  # noqa: Y015
+
+@_typing.final
+class AudioMarker(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    START_MS_FIELD_NUMBER: _builtins.int
+    END_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    """"user" (left) or "assistant" (right)."""
+    start_ms: _builtins.int
+    end_ms: _builtins.int
+    reason: _builtins.str
+    """"missing" (never stored, e.g. lost in a crash) or "purged" (removed by retention)."""
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        start_ms: _builtins.int = ...,
+        end_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "end_ms", b"end_ms", "reason", b"reason", "start_ms", b"start_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AudioMarker: _TypeAlias = AudioMarker  # noqa: Y015
+
+@_typing.final
+class AudioExportInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLE_RATE_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    MARKERS_FIELD_NUMBER: _builtins.int
+    WAV_BYTES_FIELD_NUMBER: _builtins.int
+    sample_rate: _builtins.int
+    channels: _builtins.int
+    duration_ms: _builtins.int
+    wav_bytes: _builtins.int
+    @_builtins.property
+    def markers(self) -> _containers.RepeatedCompositeFieldContainer[Global___AudioMarker]:
+        """Where the samples are silence because the stored audio is not there."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: _builtins.int = ...,
+        channels: _builtins.int = ...,
+        duration_ms: _builtins.int = ...,
+        markers: _abc.Iterable[Global___AudioMarker] | None = ...,
+        wav_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "duration_ms", b"duration_ms", "markers", b"markers", "sample_rate", b"sample_rate", "wav_bytes", b"wav_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AudioExportInfo: _TypeAlias = AudioExportInfo  # noqa: Y015
+
+@_typing.final
+class AudioExportChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INFO_FIELD_NUMBER: _builtins.int
+    WAV_FIELD_NUMBER: _builtins.int
+    wav: _builtins.bytes
+    """The next bytes of the WAV file (RIFF header first; markers also as cue points)."""
+    @_builtins.property
+    def info(self) -> Global___AudioExportInfo: ...
+    def __init__(
+        self,
+        *,
+        info: Global___AudioExportInfo | None = ...,
+        wav: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "info", b"info", "wav", b"wav"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "info", b"info", "wav", b"wav"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["info", "wav"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
+
+Global___AudioExportChunk: _TypeAlias = AudioExportChunk  # noqa: Y015
+
+@_typing.final
+class SearchSessionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROMPT_HASH_FIELD_NUMBER: _builtins.int
+    PERSONA_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    ERROR_KIND_FIELD_NUMBER: _builtins.int
+    MIN_FIRST_AUDIO_LATENCY_MS_FIELD_NUMBER: _builtins.int
+    MIN_INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Empty: the caller's tenant. Only an admin may name another."""
+    status: _builtins.str
+    """"active" or "ended"; empty: both."""
+    prompt_hash: _builtins.str
+    """Prefix of the compiled prompt's sha256."""
+    persona: _builtins.str
+    tool_name: _builtins.str
+    """Sessions in which this tool was called."""
+    error_kind: _builtins.str
+    """Sessions with an error of this kind or code (e.g. "model.server.error", "link_failed")."""
+    min_first_audio_latency_ms: _builtins.int
+    """Sessions with a turn whose first-audio latency was at least this."""
+    min_interruptions: _builtins.int
+    text: _builtins.str
+    """Words in the transcripts (Postgres full-text search, web search syntax)."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        status: _builtins.str = ...,
+        prompt_hash: _builtins.str = ...,
+        persona: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        error_kind: _builtins.str = ...,
+        min_first_audio_latency_ms: _builtins.int = ...,
+        min_interruptions: _builtins.int = ...,
+        text: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "error_kind", b"error_kind", "min_first_audio_latency_ms", b"min_first_audio_latency_ms", "min_interruptions", b"min_interruptions", "page_size", b"page_size", "page_token", b"page_token", "persona", b"persona", "prompt_hash", b"prompt_hash", "status", b"status", "tenant_id", b"tenant_id", "text", b"text", "tool_name", b"tool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchSessionsRequest: _TypeAlias = SearchSessionsRequest  # noqa: Y015
+
+@_typing.final
+class SessionSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    PROMPT_HASH_FIELD_NUMBER: _builtins.int
+    PERSONA_FIELD_NUMBER: _builtins.int
+    TURNS_FIELD_NUMBER: _builtins.int
+    TOOL_NAMES_FIELD_NUMBER: _builtins.int
+    ERROR_KINDS_FIELD_NUMBER: _builtins.int
+    INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_LATENCY_P50_MS_FIELD_NUMBER: _builtins.int
+    FIRST_AUDIO_LATENCY_MAX_MS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
+    SNIPPET_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    tenant_id: _builtins.str
+    status: _builtins.str
+    prompt_hash: _builtins.str
+    persona: _builtins.str
+    turns: _builtins.int
+    interruptions: _builtins.int
+    first_audio_latency_p50_ms: _builtins.int
+    first_audio_latency_max_ms: _builtins.int
+    cost_usd: _builtins.float
+    duration_ms: _builtins.int
+    rerun_of: _builtins.str
+    snippet: _builtins.str
+    """Where the words matched, with the matches in [brackets]."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tool_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def error_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        prompt_hash: _builtins.str = ...,
+        persona: _builtins.str = ...,
+        turns: _builtins.int = ...,
+        tool_names: _abc.Iterable[_builtins.str] | None = ...,
+        error_kinds: _abc.Iterable[_builtins.str] | None = ...,
+        interruptions: _builtins.int = ...,
+        first_audio_latency_p50_ms: _builtins.int | None = ...,
+        first_audio_latency_max_ms: _builtins.int | None = ...,
+        cost_usd: _builtins.float = ...,
+        duration_ms: _builtins.int = ...,
+        rerun_of: _builtins.str = ...,
+        snippet: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_first_audio_latency_max_ms", b"_first_audio_latency_max_ms", "_first_audio_latency_p50_ms", b"_first_audio_latency_p50_ms", "created_at", b"created_at", "first_audio_latency_max_ms", b"first_audio_latency_max_ms", "first_audio_latency_p50_ms", b"first_audio_latency_p50_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_audio_latency_max_ms", b"_first_audio_latency_max_ms", "_first_audio_latency_p50_ms", b"_first_audio_latency_p50_ms", "cost_usd", b"cost_usd", "created_at", b"created_at", "duration_ms", b"duration_ms", "error_kinds", b"error_kinds", "first_audio_latency_max_ms", b"first_audio_latency_max_ms", "first_audio_latency_p50_ms", b"first_audio_latency_p50_ms", "interruptions", b"interruptions", "persona", b"persona", "prompt_hash", b"prompt_hash", "rerun_of", b"rerun_of", "session_id", b"session_id", "snippet", b"snippet", "status", b"status", "tenant_id", b"tenant_id", "tool_names", b"tool_names", "turns", b"turns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__first_audio_latency_max_ms: _TypeAlias = _typing.Literal["first_audio_latency_max_ms"]  # noqa: Y015
+    _WhichOneofArgType__first_audio_latency_max_ms: _TypeAlias = _typing.Literal["_first_audio_latency_max_ms", b"_first_audio_latency_max_ms"]  # noqa: Y015
+    _WhichOneofReturnType__first_audio_latency_p50_ms: _TypeAlias = _typing.Literal["first_audio_latency_p50_ms"]  # noqa: Y015
+    _WhichOneofArgType__first_audio_latency_p50_ms: _TypeAlias = _typing.Literal["_first_audio_latency_p50_ms", b"_first_audio_latency_p50_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_audio_latency_max_ms) -> _WhichOneofReturnType__first_audio_latency_max_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_audio_latency_p50_ms) -> _WhichOneofReturnType__first_audio_latency_p50_ms | None: ...
+
+Global___SessionSummary: _TypeAlias = SessionSummary  # noqa: Y015
+
+@_typing.final
+class SearchSessionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionSummary]: ...
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___SessionSummary] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchSessionsResponse: _TypeAlias = SearchSessionsResponse  # noqa: Y015
+
+@_typing.final
+class QueryAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Empty: every tenant (admins only call this)."""
+    session_id: _builtins.str
+    key_id: _builtins.str
+    action: _builtins.str
+    limit: _builtins.int
+    @_builtins.property
+    def after(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        after: _timestamp_pb2.Timestamp | None = ...,
+        before: _timestamp_pb2.Timestamp | None = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "after", b"after", "before", b"before", "key_id", b"key_id", "limit", b"limit", "session_id", b"session_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAuditRequest: _TypeAlias = QueryAuditRequest  # noqa: Y015
+
+@_typing.final
+class AuditRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIT_ID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    DETAIL_JSON_FIELD_NUMBER: _builtins.int
+    audit_id: _builtins.int
+    key_id: _builtins.str
+    tenant_id: _builtins.str
+    role: _builtins.str
+    action: _builtins.str
+    """read_events, get_timeline, get_metrics, export_audio, export_events, search_sessions, ..."""
+    session_id: _builtins.str
+    peer: _builtins.str
+    """The gRPC peer (or "local:<user>" for the CLI reading the database directly)."""
+    detail_json: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        audit_id: _builtins.int = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        key_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+        action: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        peer: _builtins.str = ...,
+        detail_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "audit_id", b"audit_id", "detail_json", b"detail_json", "key_id", b"key_id", "peer", b"peer", "role", b"role", "session_id", b"session_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class QueryAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditRecord]: ...
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___AuditRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryAuditResponse: _TypeAlias = QueryAuditResponse  # noqa: Y015
+
+@_typing.final
+class SetRetentionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    AUDIO_DAYS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    audio_days: _builtins.int
+    """Stored audio older than this many days is purged; events stay. 0 purges at the next run."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        audio_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_days", b"audio_days", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetRetentionRequest: _TypeAlias = SetRetentionRequest  # noqa: Y015
+
+@_typing.final
+class Retention(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    AUDIO_DAYS_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    audio_days: _builtins.int
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        audio_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_days", b"audio_days", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Retention: _TypeAlias = Retention  # noqa: Y015

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class ReplayServiceStub:
-    """ReplayService is what analysts and exporters call: a session's events exactly as recorded.
+    """ReplayService is what analysts and exporters call: a session's events exactly as recorded, and
+    what is rebuilt from them alone (timeline, metrics, stereo audio, search). Every call needs an
+    analyst or admin key and sees only its own tenant's sessions; every read is audited.
     """
 
     def __init__(self, channel):
@@ -40,14 +42,90 @@ class ReplayServiceStub:
                 request_serializer=earpiece_dot_v1_dot_replay__pb2.ReadEventsRequest.SerializeToString,
                 response_deserializer=earpiece_dot_v1_dot_replay__pb2.Event.FromString,
                 _registered_method=True)
+        self.GetTimeline = channel.unary_unary(
+                '/earpiece.v1.ReplayService/GetTimeline',
+                request_serializer=earpiece_dot_v1_dot_replay__pb2.GetTimelineRequest.SerializeToString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.Timeline.FromString,
+                _registered_method=True)
+        self.GetMetrics = channel.unary_unary(
+                '/earpiece.v1.ReplayService/GetMetrics',
+                request_serializer=earpiece_dot_v1_dot_replay__pb2.GetMetricsRequest.SerializeToString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.Metrics.FromString,
+                _registered_method=True)
+        self.ExportAudio = channel.unary_stream(
+                '/earpiece.v1.ReplayService/ExportAudio',
+                request_serializer=earpiece_dot_v1_dot_replay__pb2.ExportAudioRequest.SerializeToString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.AudioExportChunk.FromString,
+                _registered_method=True)
+        self.SearchSessions = channel.unary_unary(
+                '/earpiece.v1.ReplayService/SearchSessions',
+                request_serializer=earpiece_dot_v1_dot_replay__pb2.SearchSessionsRequest.SerializeToString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.SearchSessionsResponse.FromString,
+                _registered_method=True)
+        self.QueryAudit = channel.unary_unary(
+                '/earpiece.v1.ReplayService/QueryAudit',
+                request_serializer=earpiece_dot_v1_dot_replay__pb2.QueryAuditRequest.SerializeToString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.QueryAuditResponse.FromString,
+                _registered_method=True)
+        self.SetRetention = channel.unary_unary(
+                '/earpiece.v1.ReplayService/SetRetention',
+                request_serializer=earpiece_dot_v1_dot_replay__pb2.SetRetentionRequest.SerializeToString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.Retention.FromString,
+                _registered_method=True)
 
 
 class ReplayServiceServicer:
-    """ReplayService is what analysts and exporters call: a session's events exactly as recorded.
+    """ReplayService is what analysts and exporters call: a session's events exactly as recorded, and
+    what is rebuilt from them alone (timeline, metrics, stereo audio, search). Every call needs an
+    analyst or admin key and sees only its own tenant's sessions; every read is audited.
     """
 
     def ReadEvents(self, request, context):
         """Streams a session's events in seq order, starting after `after_seq`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTimeline(self, request, context):
+        """Turns with transcripts as heard, interruptions, tool calls, context injections, link
+        losses and rebuilds, errors, and the lanes the viewer draws.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMetrics(self, request, context):
+        """Latency per turn and per session, tool timings, talk time, tokens and cost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAudio(self, request, context):
+        """Stereo WAV (user left, assistant right) on the wall clock: first an `info` message with the
+        markers for holes in the stored audio, then the file's bytes in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchSessions(self, request, context):
+        """Sessions by tenant, time, status, prompt, tool, error kind, latency and transcript words.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryAudit(self, request, context):
+        """Admin only: the audit trail of reads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRetention(self, request, context):
+        """Admin only: a tenant's audio retention.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +139,36 @@ def add_ReplayServiceServicer_to_server(servicer, server):
                     request_deserializer=earpiece_dot_v1_dot_replay__pb2.ReadEventsRequest.FromString,
                     response_serializer=earpiece_dot_v1_dot_replay__pb2.Event.SerializeToString,
             ),
+            'GetTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTimeline,
+                    request_deserializer=earpiece_dot_v1_dot_replay__pb2.GetTimelineRequest.FromString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.Timeline.SerializeToString,
+            ),
+            'GetMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetrics,
+                    request_deserializer=earpiece_dot_v1_dot_replay__pb2.GetMetricsRequest.FromString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.Metrics.SerializeToString,
+            ),
+            'ExportAudio': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAudio,
+                    request_deserializer=earpiece_dot_v1_dot_replay__pb2.ExportAudioRequest.FromString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.AudioExportChunk.SerializeToString,
+            ),
+            'SearchSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchSessions,
+                    request_deserializer=earpiece_dot_v1_dot_replay__pb2.SearchSessionsRequest.FromString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.SearchSessionsResponse.SerializeToString,
+            ),
+            'QueryAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAudit,
+                    request_deserializer=earpiece_dot_v1_dot_replay__pb2.QueryAuditRequest.FromString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.QueryAuditResponse.SerializeToString,
+            ),
+            'SetRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRetention,
+                    request_deserializer=earpiece_dot_v1_dot_replay__pb2.SetRetentionRequest.FromString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.Retention.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'earpiece.v1.ReplayService', rpc_method_handlers)
@@ -70,7 +178,9 @@ def add_ReplayServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ReplayService:
-    """ReplayService is what analysts and exporters call: a session's events exactly as recorded.
+    """ReplayService is what analysts and exporters call: a session's events exactly as recorded, and
+    what is rebuilt from them alone (timeline, metrics, stereo audio, search). Every call needs an
+    analyst or admin key and sees only its own tenant's sessions; every read is audited.
     """
 
     @staticmethod
@@ -90,6 +200,168 @@ class ReplayService:
             '/earpiece.v1.ReplayService/ReadEvents',
             earpiece_dot_v1_dot_replay__pb2.ReadEventsRequest.SerializeToString,
             earpiece_dot_v1_dot_replay__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/earpiece.v1.ReplayService/GetTimeline',
+            earpiece_dot_v1_dot_replay__pb2.GetTimelineRequest.SerializeToString,
+            earpiece_dot_v1_dot_replay__pb2.Timeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/earpiece.v1.ReplayService/GetMetrics',
+            earpiece_dot_v1_dot_replay__pb2.GetMetricsRequest.SerializeToString,
+            earpiece_dot_v1_dot_replay__pb2.Metrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAudio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/earpiece.v1.ReplayService/ExportAudio',
+            earpiece_dot_v1_dot_replay__pb2.ExportAudioRequest.SerializeToString,
+            earpiece_dot_v1_dot_replay__pb2.AudioExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/earpiece.v1.ReplayService/SearchSessions',
+            earpiece_dot_v1_dot_replay__pb2.SearchSessionsRequest.SerializeToString,
+            earpiece_dot_v1_dot_replay__pb2.SearchSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/earpiece.v1.ReplayService/QueryAudit',
+            earpiece_dot_v1_dot_replay__pb2.QueryAuditRequest.SerializeToString,
+            earpiece_dot_v1_dot_replay__pb2.QueryAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/earpiece.v1.ReplayService/SetRetention',
+            earpiece_dot_v1_dot_replay__pb2.SetRetentionRequest.SerializeToString,
+            earpiece_dot_v1_dot_replay__pb2.Retention.FromString,
             options,
             channel_credentials,
             insecure,

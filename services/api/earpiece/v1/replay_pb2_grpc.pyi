@@ -27,7 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ReplayServiceStub:
-    """ReplayService is what analysts and exporters call: a session's events exactly as recorded."""
+    """ReplayService is what analysts and exporters call: a session's events exactly as recorded, and
+    what is rebuilt from them alone (timeline, metrics, stereo audio, search). Every call needs an
+    analyst or admin key and sees only its own tenant's sessions; every read is audited.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -35,17 +38,55 @@ class ReplayServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ReplayServiceAsyncStub: ...
     ReadEvents: _grpc.UnaryStreamMultiCallable[_replay_pb2.ReadEventsRequest, _replay_pb2.Event]
     """Streams a session's events in seq order, starting after `after_seq`."""
+    GetTimeline: _grpc.UnaryUnaryMultiCallable[_replay_pb2.GetTimelineRequest, _replay_pb2.Timeline]
+    """Turns with transcripts as heard, interruptions, tool calls, context injections, link
+    losses and rebuilds, errors, and the lanes the viewer draws.
+    """
+    GetMetrics: _grpc.UnaryUnaryMultiCallable[_replay_pb2.GetMetricsRequest, _replay_pb2.Metrics]
+    """Latency per turn and per session, tool timings, talk time, tokens and cost."""
+    ExportAudio: _grpc.UnaryStreamMultiCallable[_replay_pb2.ExportAudioRequest, _replay_pb2.AudioExportChunk]
+    """Stereo WAV (user left, assistant right) on the wall clock: first an `info` message with the
+    markers for holes in the stored audio, then the file's bytes in order.
+    """
+    SearchSessions: _grpc.UnaryUnaryMultiCallable[_replay_pb2.SearchSessionsRequest, _replay_pb2.SearchSessionsResponse]
+    """Sessions by tenant, time, status, prompt, tool, error kind, latency and transcript words."""
+    QueryAudit: _grpc.UnaryUnaryMultiCallable[_replay_pb2.QueryAuditRequest, _replay_pb2.QueryAuditResponse]
+    """Admin only: the audit trail of reads."""
+    SetRetention: _grpc.UnaryUnaryMultiCallable[_replay_pb2.SetRetentionRequest, _replay_pb2.Retention]
+    """Admin only: a tenant's audio retention."""
 
 @_typing.type_check_only
 class ReplayServiceAsyncStub(ReplayServiceStub):
-    """ReplayService is what analysts and exporters call: a session's events exactly as recorded."""
+    """ReplayService is what analysts and exporters call: a session's events exactly as recorded, and
+    what is rebuilt from them alone (timeline, metrics, stereo audio, search). Every call needs an
+    analyst or admin key and sees only its own tenant's sessions; every read is audited.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReadEvents: _aio.UnaryStreamMultiCallable[_replay_pb2.ReadEventsRequest, _replay_pb2.Event]  # type: ignore[assignment]
     """Streams a session's events in seq order, starting after `after_seq`."""
+    GetTimeline: _aio.UnaryUnaryMultiCallable[_replay_pb2.GetTimelineRequest, _replay_pb2.Timeline]  # type: ignore[assignment]
+    """Turns with transcripts as heard, interruptions, tool calls, context injections, link
+    losses and rebuilds, errors, and the lanes the viewer draws.
+    """
+    GetMetrics: _aio.UnaryUnaryMultiCallable[_replay_pb2.GetMetricsRequest, _replay_pb2.Metrics]  # type: ignore[assignment]
+    """Latency per turn and per session, tool timings, talk time, tokens and cost."""
+    ExportAudio: _aio.UnaryStreamMultiCallable[_replay_pb2.ExportAudioRequest, _replay_pb2.AudioExportChunk]  # type: ignore[assignment]
+    """Stereo WAV (user left, assistant right) on the wall clock: first an `info` message with the
+    markers for holes in the stored audio, then the file's bytes in order.
+    """
+    SearchSessions: _aio.UnaryUnaryMultiCallable[_replay_pb2.SearchSessionsRequest, _replay_pb2.SearchSessionsResponse]  # type: ignore[assignment]
+    """Sessions by tenant, time, status, prompt, tool, error kind, latency and transcript words."""
+    QueryAudit: _aio.UnaryUnaryMultiCallable[_replay_pb2.QueryAuditRequest, _replay_pb2.QueryAuditResponse]  # type: ignore[assignment]
+    """Admin only: the audit trail of reads."""
+    SetRetention: _aio.UnaryUnaryMultiCallable[_replay_pb2.SetRetentionRequest, _replay_pb2.Retention]  # type: ignore[assignment]
+    """Admin only: a tenant's audio retention."""
 
 class ReplayServiceServicer(metaclass=_abc_1.ABCMeta):
-    """ReplayService is what analysts and exporters call: a session's events exactly as recorded."""
+    """ReplayService is what analysts and exporters call: a session's events exactly as recorded, and
+    what is rebuilt from them alone (timeline, metrics, stereo audio, search). Every call needs an
+    analyst or admin key and sees only its own tenant's sessions; every read is audited.
+    """
 
     @_abc_1.abstractmethod
     def ReadEvents(
@@ -54,5 +95,57 @@ class ReplayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_replay_pb2.Event], _abc.AsyncIterator[_replay_pb2.Event]]:
         """Streams a session's events in seq order, starting after `after_seq`."""
+
+    @_abc_1.abstractmethod
+    def GetTimeline(
+        self,
+        request: _replay_pb2.GetTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replay_pb2.Timeline, _abc.Awaitable[_replay_pb2.Timeline]]:
+        """Turns with transcripts as heard, interruptions, tool calls, context injections, link
+        losses and rebuilds, errors, and the lanes the viewer draws.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMetrics(
+        self,
+        request: _replay_pb2.GetMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replay_pb2.Metrics, _abc.Awaitable[_replay_pb2.Metrics]]:
+        """Latency per turn and per session, tool timings, talk time, tokens and cost."""
+
+    @_abc_1.abstractmethod
+    def ExportAudio(
+        self,
+        request: _replay_pb2.ExportAudioRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_replay_pb2.AudioExportChunk], _abc.AsyncIterator[_replay_pb2.AudioExportChunk]]:
+        """Stereo WAV (user left, assistant right) on the wall clock: first an `info` message with the
+        markers for holes in the stored audio, then the file's bytes in order.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchSessions(
+        self,
+        request: _replay_pb2.SearchSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replay_pb2.SearchSessionsResponse, _abc.Awaitable[_replay_pb2.SearchSessionsResponse]]:
+        """Sessions by tenant, time, status, prompt, tool, error kind, latency and transcript words."""
+
+    @_abc_1.abstractmethod
+    def QueryAudit(
+        self,
+        request: _replay_pb2.QueryAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replay_pb2.QueryAuditResponse, _abc.Awaitable[_replay_pb2.QueryAuditResponse]]:
+        """Admin only: the audit trail of reads."""
+
+    @_abc_1.abstractmethod
+    def SetRetention(
+        self,
+        request: _replay_pb2.SetRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replay_pb2.Retention, _abc.Awaitable[_replay_pb2.Retention]]:
+        """Admin only: a tenant's audio retention."""
 
 def add_ReplayServiceServicer_to_server(servicer: ReplayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

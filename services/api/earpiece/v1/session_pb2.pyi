@@ -49,6 +49,7 @@ class SessionConfig(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     ECHO_GATE_FIELD_NUMBER: _builtins.int
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
     persona_yaml: _builtins.str
     instructions: _builtins.str
     voice: _builtins.str
@@ -57,6 +58,8 @@ class SessionConfig(_message.Message):
     """Realtime model name. Empty: OPENAI_REALTIME_MODEL, else "gpt-realtime"."""
     echo_gate: _builtins.bool
     """Ignore the user's audio while assistant audio is playing (clients without echo cancellation)."""
+    rerun_of: _builtins.str
+    """A prompt-regression re-run: the session whose recorded user side this one replays."""
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names of registered tools the model may call."""
@@ -75,10 +78,11 @@ class SessionConfig(_message.Message):
         tools: _abc.Iterable[_builtins.str] | None = ...,
         echo_gate: _builtins.bool = ...,
         idle_timeout: _duration_pb2.Duration | None = ...,
+        rerun_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout", "instructions", b"instructions", "persona_yaml", b"persona_yaml", "prompt", b"prompt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["echo_gate", b"echo_gate", "idle_timeout", b"idle_timeout", "instructions", b"instructions", "model", b"model", "persona_yaml", b"persona_yaml", "prompt", b"prompt", "tools", b"tools", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["echo_gate", b"echo_gate", "idle_timeout", b"idle_timeout", "instructions", b"instructions", "model", b"model", "persona_yaml", b"persona_yaml", "prompt", b"prompt", "rerun_of", b"rerun_of", "tools", b"tools", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_prompt: _TypeAlias = _typing.Literal["persona_yaml", "instructions"]  # noqa: Y015
     _WhichOneofArgType_prompt: _TypeAlias = _typing.Literal["prompt", b"prompt"]  # noqa: Y015
