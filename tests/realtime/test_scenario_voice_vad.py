@@ -70,10 +70,70 @@ fallback: {say: "Done."}
     assert scenario.response_at(5).say == "Done."
 
 
+def test_scenario_fidelity_options_from_yaml() -> None:
+    scenario = Scenario.from_yaml(
+        """
+name: fidelity
+session:
+  generation_speed: [1.5, 3]
+  transcription_order: after_response
+  seed: 7
+  rate_limits: {requests: 10, tokens: 900}
+user_utterances:
+  - "plain line"
+  - {text: "Mumble.", transcription: failed}
+  - {text: "Two. Sentences.", speaker: teacher}
+responses:
+  - say: "Cut short."
+    generation_speed: 0.6
+    ending: {status: incomplete, reason: content_filter, at_fraction: 0.2}
+  - say: "Broken."
+    ending: {status: failed, error: {code: upstream_down}}
+"""
+    )
+    session = scenario.session
+    assert session.generation_speed == (1.5, 3.0)
+    assert (session.transcription_order, session.seed) == ("after_response", 7)
+    assert dict(session.rate_limits) == {"requests": 10, "tokens": 900}
+    assert scenario.user_utterances == ("plain line", "Mumble.", "Two. Sentences.")
+    assert [u.transcription for u in scenario.utterances] == ["completed", "failed", "completed"]
+    assert scenario.utterances[2].speaker == "teacher"
+    first, second = scenario.responses
+    assert first.generation_speed == 0.6
+    assert first.ending is not None and first.ending.reason == "content_filter"
+    assert first.ending.at_fraction == 0.2
+    assert second.ending is not None and second.ending.status == "failed"
+    assert second.ending.at_fraction == 0.5
+    assert dict(second.ending.error or {}) == {"code": "upstream_down"}
+
+
+def test_built_in_scenarios_pin_what_their_tests_rely_on() -> None:
+    """barge_in is deliberately generated slower than playback (its gateway test asserts the
+    wall-clock estimate overshoots what was generated); the rest take the default spread."""
+    assert load_builtin_scenario("barge_in").session.generation_speed == 0.9
+    assert load_builtin_scenario("tutoring").session.generation_speed == (2.0, 8.0)
+
+
 @pytest.mark.parametrize(
     ("document", "mistake"),
     [
         ({"name": "x", "responses": [{"say": "a"}], "extra": 1}, "extra"),
+        (
+            {"name": "x", "responses": [{"say": "a"}], "session": {"generation_speed": [4, 2]}},
+            "min 4 > max 2",
+        ),
+        (
+            {"name": "x", "responses": [{"say": "a"}], "session": {"generation_speed": 0}},
+            "generation_speed",
+        ),
+        (
+            {"name": "x", "responses": [{"say": "a", "ending": {"status": "incomplete"}}]},
+            "ending",
+        ),
+        (
+            {"name": "x", "responses": [{"say": "a"}], "user_utterances": [{"txt": "a"}]},
+            "user_utterances/0",
+        ),
         ({"responses": [{"say": "a"}]}, "name"),
         ({"name": "x", "responses": [{}]}, "responses/0"),
         ({"name": "x", "responses": [{"say": "a", "voice": "x"}]}, "voice"),
