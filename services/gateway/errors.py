@@ -2,16 +2,171 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NoReturn
+import inspect
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, NoReturn, cast
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from temporalio.service import RPCError, RPCStatusCode
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway.validation import InvalidField
+from services.store.events import StoreError
+
+log = logging.getLogger(__name__)
+
+# Postgres SQLSTATE classes that mean "the server is not there right now": connection
+# exceptions (08), insufficient resources such as too many connections (53), and operator
+# intervention: shutting down, starting up, crashed (57).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the event store cannot be reached now (and a retry may succeed)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+
+
+def unavailable_message(exc: BaseException) -> str:
+    return (
+        f"the event store (Postgres) is unreachable ({type(exc).__name__}: {exc}); nothing "
+        "was recorded for this call. Retry in a few seconds; if this persists, check that "
+        "Postgres is running and that DATABASE_URL points at it"
+    )
+
+
+async def abort_for(context: grpc.aio.ServicerContext, exc: Exception, rpc: str) -> NoReturn:
+    """The one place an exception escaping an RPC becomes a status: bad input is
+    INVALID_ARGUMENT, Postgres or Temporal out of reach is UNAVAILABLE, anything else is a bug,
+    logged with its traceback and answered INTERNAL (never the bare UNKNOWN)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if isinstance(exc, InvalidField):
+        await abort_invalid(context, exc)
+    if store_unavailable(exc):
+        log.warning("%s: event store unreachable: %s: %s", rpc, type(exc).__name__, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, unavailable_message(exc))
+    if isinstance(exc, StoreError):
+        log.warning("%s: event store writer stopped: %s", rpc, exc)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, f"the session's event log cannot be written now: {exc}"
+        )
+    if isinstance(exc, RPCError) and exc.status in {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }:
+        log.warning("%s: Temporal unreachable: %s", rpc, exc)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the workflow service (Temporal) is unreachable ({exc.message}); retry in a few "
+            "seconds; if this persists, check TEMPORAL_ADDRESS",
+        )
+    log.exception("%s failed unexpectedly", rpc, exc_info=exc)
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"{rpc} failed inside the gateway ({type(exc).__name__}); this is a bug and it is "
+        "logged; retrying may not help",
+    )
+    raise AssertionError("unreachable")
+
+
+class Undecodable:
+    """Stands in for a request whose bytes are not a valid message (invalid UTF-8 in a string
+    field, a truncated field), so the call can say so instead of gRPC's bare INTERNAL."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def invalid(self, what: str) -> InvalidField:
+        return InvalidField(what, f"is not a valid protobuf message ({self.problem})")
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, or a UnicodeDecodeError from a string field
+            return Undecodable(f"{type(exc).__name__}: {exc}")
+
+    return decode
+
+
+async def _checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    n = 0
+    async for request in requests:
+        n += 1
+        if isinstance(request, Undecodable):
+            raise request.invalid(f"stream message {n}")
+        yield request
+
+
+def guard(behaviour: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """`behaviour(request, context)` with every exception it lets out turned into a proper
+    status by `abort_for`; an undecodable request is INVALID_ARGUMENT."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                await abort_invalid(context, request.invalid("request"))
+            if hasattr(request, "__aiter__"):
+                request = _checked_requests(request)
+            inner = cast(AsyncGenerator[Any, None], behaviour(request, context))
+            try:
+                async for item in inner:
+                    yield item
+            except Exception as exc:
+                await abort_for(context, exc, name)
+            finally:
+                await inner.aclose()  # its own finally runs now, not at garbage collection
+
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await abort_invalid(context, request.invalid("request"))
+        if hasattr(request, "__aiter__"):
+            request = _checked_requests(request)
+        try:
+            return await behaviour(request, context)
+        except Exception as exc:
+            await abort_for(context, exc, name)
+
+    return unary
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """The one place every RPC's escaping exception becomes a status (see `abort_for`): put it
+    first, so it also covers what later interceptors raise."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method or ""
+        if handler is None or method.startswith(("/grpc.health.", "/grpc.reflection.")):
+            return handler
+        name = method.rsplit("/", 1)[-1]
+        attr = ("stream_" if handler.request_streaming else "unary_") + (
+            "stream" if handler.response_streaming else "unary"
+        )
+        # grpc's handlers are named tuples: the same handler, its behaviour and decoder guarded.
+        replace: Callable[..., grpc.RpcMethodHandler] = handler._replace  # type: ignore[attr-defined]
+        return replace(
+            **{attr: guard(getattr(handler, attr), name)},
+            request_deserializer=_lenient(handler.request_deserializer),
+        )
 
 
 async def abort_invalid(context: grpc.aio.ServicerContext, exc: InvalidField) -> NoReturn:

@@ -26,15 +26,18 @@ on every later call) rather than interleaving or renumbering.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.exceptions import _base as asyncpg_base
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -75,6 +78,25 @@ CHUNK_MAX_AGE = 1.0
 """Seconds a chunk's oldest frame may wait before the chunk is written even if not full."""
 
 _RETRY_MAX_DELAY = 2.0
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
+BUFFER_SECONDS = _env_float("EARPIECE_STORE_BUFFER_SECONDS", 60.0)
+"""How long a writer keeps accepting events while Postgres cannot be written (a restart, a
+dropped connection). Past it the writer sets `overflowed` so that the session is told and
+ended; it keeps what it holds and keeps retrying, so nothing accepted is dropped."""
+
+DEDUP_WINDOW = 4096
+"""Recent client event ids a writer keeps in memory; older ones are looked up in Postgres."""
+
+_BLOOM_BITS = 1 << 20  # 128 KiB per writer: ~1% false positives at 100k ids
+_BLOOM_HASHES = 5
 
 EVENT_COLUMNS = (
     "session_id",
@@ -173,12 +195,74 @@ def _check_fields(
 
 def _transient(exc: BaseException) -> bool:
     """Whether retrying the same batch may succeed (connection trouble, shutdown, overload)
-    rather than fail the same way forever (bad data, a missing grant, a conflict)."""
-    if isinstance(exc, asyncpg.DataError):  # client-side encoding of a record failed
-        return False
+    rather than fail the same way forever (bad data, a missing grant, a conflict).
+
+    Only errors known to be about the data are permanent; anything else (a connection that
+    broke mid-COPY can surface as an asyncpg protocol or internal client error) is retried
+    with backoff, within the writer's bounded buffer."""
+    if isinstance(exc, asyncpg_base.DataError | ValueError | TypeError):
+        return False  # client-side encoding of a record failed
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "")[:2] not in {"22", "23", "42", "P0"}
-    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+    return True
+
+
+class ClientIdIndex:
+    """Which client event ids a session has used, in bounded memory.
+
+    The last DEDUP_WINDOW ids (and every id not yet durable) are kept exactly; every id ever
+    added also goes into a fixed-size Bloom filter. An id outside the window that the filter
+    says may have been used is looked up in Postgres, the authority (a unique index on
+    (session_id, client_event_id) backs it). So memory stays flat however long the session,
+    and almost every new id costs no query."""
+
+    __slots__ = ("_bits", "_recent", "older", "window")
+
+    def __init__(self, ids: Iterable[tuple[str, int]] = (), *, window: int = DEDUP_WINDOW) -> None:
+        self.window = window
+        self._recent: dict[str, int] = {}  # id -> seq, oldest first
+        self._bits = bytearray(_BLOOM_BITS // 8)
+        self.older = False  # whether some ids left the window
+        for cid, seq in ids:
+            self.add(cid, seq, durable_seq=seq)
+
+    @staticmethod
+    def _positions(cid: str) -> list[int]:
+        digest = hashlib.blake2b(cid.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        h1 = int.from_bytes(digest[:8], "little")
+        h2 = int.from_bytes(digest[8:], "little") | 1
+        return [(h1 + i * h2) % _BLOOM_BITS for i in range(_BLOOM_HASHES)]
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self._recent
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def add(self, cid: str, seq: int, *, durable_seq: int) -> None:
+        self._recent[cid] = seq
+        bits = self._bits
+        for p in self._positions(cid):
+            bits[p >> 3] |= 1 << (p & 7)
+        self.trim(durable_seq)
+
+    def trim(self, durable_seq: int) -> None:
+        """Forgets the oldest ids beyond the window, but never one that is not yet durable
+        (Postgres could not answer for it)."""
+        recent = self._recent
+        while len(recent) > self.window:
+            cid, seq = next(iter(recent.items()))
+            if seq > durable_seq:
+                return
+            del recent[cid]
+            self.older = True
+
+    def maybe_older(self, cid: str) -> bool:
+        """Whether `cid` may be an id that left the window (False: certainly not)."""
+        if not self.older:
+            return False
+        bits = self._bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(cid))
 
 
 class SessionWriter:
@@ -191,16 +275,25 @@ class SessionWriter:
         pool: asyncpg.Pool,
         session_id: str,
         last_seq: int,
-        seen: set[str],
+        seen: ClientIdIndex | set[str],
         audio_ends: dict[AudioStream, int],
         flush_interval: float = FLUSH_INTERVAL,
         on_release: Callable[[SessionWriter], None] | None = None,
+        buffer_seconds: float | None = None,
     ) -> None:
         self.session_id = session_id
         self._pool = pool
         self._seq = last_seq
         self._durable_seq = last_seq
-        self._seen = seen
+        self._seen = seen if isinstance(seen, ClientIdIndex) else ClientIdIndex()
+        if not isinstance(seen, ClientIdIndex):
+            for cid in seen:
+                self._seen.add(cid, last_seq, durable_seq=last_seq)
+        self.buffer_seconds = BUFFER_SECONDS if buffer_seconds is None else buffer_seconds
+        self.overflowed = asyncio.Event()
+        """Set once Postgres has refused writes for longer than `buffer_seconds`."""
+        self._failing_since: float | None = None
+        self._drained = asyncio.Event()
         self._chunks: dict[str, _Chunk] = {s: _Chunk(audio_ends.get(s, 0)) for s in AUDIO_STREAMS}
         self._pending: list[EventRecord] = []
         self._sealed: list[ChunkRecord] = []
@@ -235,11 +328,48 @@ class SessionWriter:
     def closed(self) -> bool:
         return self._closed or self._failure is not None
 
+    @property
+    def closing(self) -> bool:
+        """close() was called; the writer may still be writing what it holds."""
+        return self._closing
+
+    @property
+    def pending_events(self) -> int:
+        """Events appended and not yet known to be durable."""
+        return len(self._pending)
+
+    @property
+    def failing_for(self) -> float:
+        """Seconds since writes started failing (0 while they succeed)."""
+        since = self._failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def seen(self, client_event_id: str) -> bool:
+        """Whether this client id is among the session's recent ids (every id not yet durable
+        is). An older id may still be recorded: `is_duplicate` asks Postgres about those."""
+        return client_event_id in self._seen
+
+    async def is_duplicate(self, client_event_id: str) -> bool:
         """Whether an event with this client id is already recorded (or queued) for the session,
         in this process or by an earlier writer. The gateway asks before appending, so a
-        repeated client message is acknowledged as a duplicate and recorded once."""
-        return client_event_id in self._seen
+        repeated client message is acknowledged as a duplicate and recorded once. Raises the
+        connection error if Postgres must be asked and cannot answer."""
+        if client_event_id in self._seen:
+            return True
+        if not self._seen.maybe_older(client_event_id):
+            return False
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM session_events"
+                " WHERE session_id = $1 AND client_event_id = $2)",
+                self.session_id,
+                client_event_id,
+            )
+        )
+
+    async def drained(self) -> None:
+        """Waits until a closing writer has written everything it held."""
+        await self._drained.wait()
 
     # -- appends (synchronous, never wait) ----------------------------------------------------
 
@@ -260,11 +390,11 @@ class SessionWriter:
             self._raise_stopped()
         _check_fields(kind, source, event_id, client_event_id, producer_time)
         text = _payload_text(payload)
-        if client_event_id is not None:
-            if client_event_id in self._seen:
-                raise DuplicateClientEvent(client_event_id)
-            self._seen.add(client_event_id)
+        if client_event_id is not None and client_event_id in self._seen:
+            raise DuplicateClientEvent(client_event_id)
         self._seq = seq = self._seq + 1
+        if client_event_id is not None:
+            self._seen.add(client_event_id, seq, durable_seq=self._durable_seq)
         pending = self._pending
         pending.append(
             (
@@ -319,14 +449,14 @@ class SessionWriter:
         ref = f'"audio":{{"stream":"{stream}","offset":{offset},"length":{length}}}}}'
         text = f"{_payload_text(payload)[:-1]},{ref}" if payload else "{" + ref
         now = datetime.now(UTC)
-        if client_event_id is not None:
-            self._seen.add(client_event_id)
         if not chunk.frame_offsets:
             chunk.first_at = time.monotonic()
         chunk.data += pcm
         chunk.frame_offsets.append(within)
         chunk.frame_times.append(now)
         self._seq = seq = self._seq + 1
+        if client_event_id is not None:
+            self._seen.add(client_event_id, seq, durable_seq=self._durable_seq)
         pending = self._pending
         pending.append(
             (
@@ -365,8 +495,10 @@ class SessionWriter:
 
     async def close(self) -> None:
         """Flushes everything and stops the background task. If the final flush fails
-        transiently the writer keeps retrying in the background and close() may be called
-        again; a conflict or permanent failure is raised here too."""
+        transiently (Postgres restarting, a dropped connection) the error is raised, and the
+        writer keeps retrying in the background until all it holds is written; then it
+        releases itself (`drained()` returns). close() may be called again meanwhile. A
+        conflict or permanent failure is raised here too."""
         if self._closed:
             return
         self._closing = True
@@ -379,10 +511,14 @@ class SessionWriter:
             except StoreError:
                 pass  # the writer has stopped; raised below
         await asyncio.wait([self._task])
-        self._closed = True
-        self._release()
+        self._finish()
         if self._failure is not None:
             self._raise_stopped()
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._drained.set()
+        self._release()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -429,8 +565,14 @@ class SessionWriter:
             except TimeoutError:
                 pass
             self._wake.clear()
-            self._seal_aged()
+            if self._closing:
+                self._seal_all()  # a close() whose flush failed: write everything
+            else:
+                self._seal_aged()
             if not self._pending and not self._sealed:
+                if self._closing:
+                    self._finish()  # drained after a failed close(): release the session
+                    return
                 continue
             try:
                 async with self._flush_lock:
@@ -438,17 +580,39 @@ class SessionWriter:
             except StoreError:
                 return  # stopped for good; already logged
             except Exception as exc:
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                failing = now - self._failing_since
                 delay = min(max(delay * 2, 0.1), _RETRY_MAX_DELAY)
                 log.warning(
                     "event store flush for session %s failed (%s: %s); retrying in %.1fs "
-                    "with %d events queued",
+                    "with %d events queued (failing for %.0fs of at most %.0fs)",
                     self.session_id,
                     type(exc).__name__,
                     exc,
                     delay,
                     len(self._pending),
+                    failing,
+                    self.buffer_seconds,
                 )
+                if failing > self.buffer_seconds and not self.overflowed.is_set():
+                    log.error(
+                        "session %s: the event store has refused writes for %.0fs; the "
+                        "session is to be ended (%d events held, still being retried)",
+                        self.session_id,
+                        failing,
+                        len(self._pending),
+                    )
+                    self.overflowed.set()
             else:
+                if self._failing_since is not None:
+                    log.info(
+                        "event store writes for session %s resumed after %.1fs",
+                        self.session_id,
+                        time.monotonic() - self._failing_since,
+                    )
+                self._failing_since = None
                 delay = self._interval
 
     async def _flush_locked(self, *, background: bool) -> None:
@@ -495,6 +659,7 @@ class SessionWriter:
             chunks_error = results[-1] if chunks else None
             if not isinstance(events_error, BaseException) and events:
                 self._durable_seq = events[-1][1]
+                self._seen.trim(self._durable_seq)
             if not errors:
                 return
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(errors[0])))
@@ -595,6 +760,7 @@ class SessionWriter:
         log.error("event store writer stopped: %s", failure)
         self._pending.clear()
         self._sealed.clear()
+        self._drained.set()
         if asyncio.current_task() is not self._task:
             self._task.cancel()
         self._release()
