@@ -22,15 +22,20 @@ from services.store.events import (
     StoredEvent,
 )
 from services.store.pool import create_pool
-from services.store.writer import FLUSH_INTERVAL, SessionWriter
+from services.store.writer import FLUSH_INTERVAL, ClientIdIndex, SessionWriter, WriterClosed
 
 log = logging.getLogger(__name__)
 
-_WRITER_STATE = """
-SELECT coalesce((SELECT max(seq) FROM session_events WHERE session_id = $1), 0) AS last_seq,
-       ARRAY(SELECT client_event_id FROM session_events
-             WHERE session_id = $1 AND client_event_id IS NOT NULL) AS client_ids
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM session_events WHERE session_id = $1"
+
+# Every client id of the session, oldest first, read in pages into a bounded index.
+_CLIENT_IDS = """
+SELECT client_event_id, seq FROM session_events
+WHERE session_id = $1 AND client_event_id IS NOT NULL ORDER BY seq
 """
+
+DRAIN_WAIT = 5.0
+"""Seconds a re-attach waits for the session's previous writer to finish writing."""
 
 # Where a new writer's audio starts on a stream: after the last chunk written, and after every
 # offset an event refers to (its chunk may have been lost in a crash), so no offset is reused.
@@ -142,6 +147,19 @@ class EventStore:
         session per process). A writer in another process is only detected at its first
         conflicting flush, which stops the later one with WriterConflict."""
         existing = self._writers.get(session_id)
+        if existing is not None and existing.closing:
+            # A writer closed while Postgres was unreachable still holds events; a new one
+            # may only start after them.
+            try:
+                async with asyncio.timeout(DRAIN_WAIT):
+                    await existing.drained()
+            except TimeoutError:
+                raise WriterClosed(
+                    f"session {session_id}: the previous connection's events are still being "
+                    f"written ({existing.pending_events} held, the event store unreachable for "
+                    f"{existing.failing_for:.0f}s); retry in a few seconds"
+                ) from None
+            existing = self._writers.get(session_id)
         if existing is not None:
             return existing
         opening = self._opening.get(session_id)
@@ -152,17 +170,19 @@ class EventStore:
         return await asyncio.shield(opening)
 
     async def _new_writer(self, session_id: str, flush_interval: float) -> SessionWriter:
-        async with self._pool.acquire() as conn:
-            state = await conn.fetchrow(_WRITER_STATE, session_id)
-            assert state is not None
+        index = ClientIdIndex()
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            last_seq = int(await conn.fetchval(_LAST_SEQ, session_id))
+            async for row in conn.cursor(_CLIENT_IDS, session_id, prefetch=2000):
+                index.add(row[0], row[1], durable_seq=last_seq)
             audio_ends: dict[AudioStream, int] = {}
             for stream in AUDIO_STREAMS:
                 audio_ends[stream] = await conn.fetchval(_AUDIO_END, session_id, stream)
         writer = SessionWriter(
             pool=self._pool,
             session_id=session_id,
-            last_seq=state["last_seq"],
-            seen=set(state["client_ids"]),
+            last_seq=last_seq,
+            seen=index,
             audio_ends=audio_ends,
             flush_interval=flush_interval,
             on_release=self._release,
