@@ -6,6 +6,7 @@ audio or large payloads; the event log in Postgres holds those and the workflow 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -17,10 +18,15 @@ DELIVER_TOOL_OUTPUTS = "deliver_tool_outputs"
 
 
 class GatewayEventKind(StrEnum):
-    """The coarse, debounced domain events a gateway signals: a handful per turn, never frames."""
+    """The coarse events a gateway signals: only what the workflow acts on, never frames.
+
+    A response's turn is folded into one RESPONSE_SETTLED, sent once its speech is done or was
+    cut off, and only when it asked for tools (turn and response counts ride along). The other
+    kinds are older signals, kept so that older histories still decode."""
 
     ATTACHED = "attached"
     DETACHED = "detached"
+    RESPONSE_SETTLED = "response_settled"
     TURN_COMMITTED = "turn_committed"
     RESPONSE_DONE = "response_done"
     PLAYBACK_DONE = "playback_done"
@@ -49,6 +55,10 @@ class SessionProgress:
     responses: int = 0
     screen_changes: int = 0
     link_losses: int = 0
+    # Calls the workflow has decided on (run or drop), so a call re-settled by a later holder
+    # is never run twice; and outcomes not yet handed to a holder.
+    calls_decided: list[str] = field(default_factory=list)
+    undelivered: list[ToolOutput] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -64,23 +74,44 @@ class ToolCall:
 
 @dataclass(kw_only=True)
 class ToolOutput:
+    """A call's one outcome. Every outcome, a dropped call's too, closes the call in the model's
+    conversation with a function_call_output, so the model never holds an open call."""
+
     call_id: str
     name: str
-    # "succeeded" or "failed": either way the model gets an output so it can tell the user.
+    # "succeeded" or "failed" (the model gets the output so it can tell the user), or "dropped".
     outcome: str
     output: str
     # When the tool activity started (ISO 8601), so the log shows it began after speech.
     started_at: str = ""
+    # For "dropped": why ("interrupted", "session_ended").
+    reason: str = ""
+    # When the tool activity finished (ISO 8601).
+    finished_at: str = ""
+
+
+DROP_REASONS = {
+    "interrupted": "The user interrupted before this ran, so it did not run.",
+    "session_ended": "The session ended before this finished; treat it as not done.",
+}
+
+
+def dropped_output(call: ToolCall, *, reason: str) -> ToolOutput:
+    """The closure of a call that will never run: an output (rather than deleting the
+    function_call item) so the conversation stays well-formed and the model knows the action
+    did not happen and must not claim it did."""
+    text = json.dumps({"status": "cancelled", "reason": DROP_REASONS[reason]})
+    return ToolOutput(
+        call_id=call.call_id, name=call.name, outcome="dropped", output=text, reason=reason
+    )
 
 
 @dataclass(kw_only=True)
 class DeliverOutputsInput:
     session_id: str
     connection_id: str
-    response_id: str
+    # Every kind of outcome, dropped calls' too: each closes its call in the conversation.
     outputs: list[ToolOutput]
-    # Calls dropped because the user interrupted their response (recorded, never run).
-    dropped: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -135,6 +166,8 @@ class CloseStreamInput:
     session_id: str
     connection_id: str
     reason: str
+    # Outcomes of calls still open when the session ends, recorded before the end.
+    outcomes: list[ToolOutput] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -143,3 +176,5 @@ class RecordEndInput:
     reason: str
     # True if no gateway recorded the end in the event log (none was attached).
     append_event: bool
+    # With append_event: outcomes of calls still open, recorded unless the log has them.
+    outcomes: list[ToolOutput] = field(default_factory=list)

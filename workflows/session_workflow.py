@@ -32,6 +32,7 @@ from workflows.messages import (
     SessionView,
     ToolCall,
     ToolOutput,
+    dropped_output,
 )
 from workflows.search_attributes import STATUS
 
@@ -40,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tools.registry import TOOLS
 
 RUN_TOOL = "run_tool"
+# Call ids remembered against a second decision: far more than a session has open at once.
+MAX_CALLS_REMEMBERED = 500
 
 
 @workflow.defn
@@ -49,8 +52,10 @@ class SessionWorkflow:
         self._progress = SessionProgress()
         self._end: EndRequest | None = None
         self._ended = False
-        self._playback_done: set[str] = set()
-        self._gates: list[asyncio.Task[None]] = []
+        # Tool activities in flight, by call id.
+        self._running: dict[str, asyncio.Task[None]] = {}
+        # The connection a delivery last failed on: wait for another holder.
+        self._delivery_failed_for: str | None = None
 
     @workflow.run
     async def run(self, input: SessionInput) -> SessionOutcome:
@@ -61,9 +66,10 @@ class SessionWorkflow:
 
         while self._end is None:
             if workflow.info().is_continue_as_new_suggested():
-                # Held tool calls live in this run: let them finish before the history is cut.
+                # Running tools live in this run: let them finish before the history is cut;
+                # their outcomes, delivered or not, travel in the carried progress.
                 await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and all(g.done() for g in self._gates)
+                    lambda: workflow.all_handlers_finished() and not self._running
                 )
                 workflow.continue_as_new(
                     SessionInput(
@@ -74,12 +80,14 @@ class SessionWorkflow:
                         carried=self._progress,
                     )
                 )
-            seen = self._progress.events_seen
+            if self._can_deliver():
+                await self._deliver()
+                continue
             attached = self._progress.gateway_queue is not None
             try:
                 # Attached sessions wait for anything; detached ones for a re-attach within idle.
                 await workflow.wait_condition(
-                    self._ending_or_news(seen), timeout=None if attached else idle
+                    self._news(self._progress.events_seen), timeout=None if attached else idle
                 )
             except TimeoutError:
                 self._end = EndRequest(reason="idle_timeout")
@@ -89,15 +97,24 @@ class SessionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
 
-    def _ending_or_news(self, seen: int) -> Callable[[], bool]:
-        return lambda: self._end is not None or self._progress.events_seen != seen
+    def _news(self, seen: int) -> Callable[[], bool]:
+        return lambda: (
+            self._end is not None or self._progress.events_seen != seen or self._can_deliver()
+        )
 
     async def _finish(self, end: EndRequest) -> SessionOutcome:
+        """Every call still open gets its outcome recorded before the end: a running tool is
+        cancelled, an outcome not yet delivered is handed over with the end."""
         assert self._input is not None
-        for gate in self._gates:
-            gate.cancel()
+        p = self._progress
+        for task in list(self._running.values()):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        open_outcomes = list(p.undelivered)
+        p.undelivered = []
         recorded_by_gateway = False
-        queue, connection = self._progress.gateway_queue, self._progress.connection_id
+        queue, connection = p.gateway_queue, p.connection_id
         if queue is not None and connection is not None:
             # The gateway that holds the stream records the end and closes it. If that process
             # is gone the activity times out and the end is recorded here instead.
@@ -108,6 +125,7 @@ class SessionWorkflow:
                         session_id=self._input.session_id,
                         connection_id=connection,
                         reason=end.reason,
+                        outcomes=open_outcomes,
                     ),
                     task_queue=queue,
                     schedule_to_close_timeout=timedelta(seconds=10),
@@ -116,22 +134,30 @@ class SessionWorkflow:
                 recorded_by_gateway = True
             except ActivityError:
                 workflow.logger.warning("gateway %s did not close the stream", queue)
-        await workflow.execute_activity_method(
-            SessionStoreActivities.record_session_end,
-            RecordEndInput(
-                session_id=self._input.session_id,
-                reason=end.reason,
-                append_event=not recorded_by_gateway,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-        )
+        try:
+            await workflow.execute_activity_method(
+                SessionStoreActivities.record_session_end,
+                RecordEndInput(
+                    session_id=self._input.session_id,
+                    reason=end.reason,
+                    append_event=not recorded_by_gateway,
+                    outcomes=[] if recorded_by_gateway else open_outcomes,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=10, maximum_interval=timedelta(seconds=10)
+                ),
+            )
+        except ActivityError as exc:
+            # The session ends all the same; the failure is in the workflow's log and history.
+            workflow.logger.error("recording the end of %s failed: %s", self._input.session_id, exc)
         workflow.upsert_search_attributes([STATUS.value_set("ended")])
         self._ended = True
         return SessionOutcome(
             session_id=self._input.session_id,
             reason=end.reason,
-            turns=self._progress.turns,
-            responses=self._progress.responses,
+            turns=p.turns,
+            responses=p.responses,
         )
 
     @workflow.signal
@@ -139,6 +165,8 @@ class SessionWorkflow:
         p = self._progress
         p.events_seen += 1
         p.last_seq = max(p.last_seq, event.seq)
+        p.turns += int(event.detail.get("turns", "0") or 0)
+        p.responses += int(event.detail.get("responses", "0") or 0)
         match event.kind:
             case GatewayEventKind.ATTACHED:
                 p.gateway_queue = event.gateway_queue or None
@@ -148,57 +176,71 @@ class SessionWorkflow:
                 if event.connection_id == p.connection_id:
                     p.gateway_queue = None
                     p.connection_id = None
+            case GatewayEventKind.RESPONSE_SETTLED:
+                self._decide(event)
             case GatewayEventKind.TURN_COMMITTED:
                 p.turns += 1
             case GatewayEventKind.RESPONSE_DONE:
                 p.responses += 1
-            case GatewayEventKind.SCREEN_STATE_CHANGED:
-                p.screen_changes += 1
-            case GatewayEventKind.LINK_LOST:
-                p.link_losses += 1
-            case GatewayEventKind.PLAYBACK_DONE:
-                self._playback_done.add(event.detail.get("response_id", ""))
-            case GatewayEventKind.FUNCTION_CALL_REQUESTED:
-                self._gates.append(asyncio.create_task(self._tool_gate(event)))
             case _:
                 pass
 
-    # ---- the tool gate: tools run only after the assistant's speech is done ----
+    # ---- the tool gate: the gateway's machine says when speech is done; this says run or drop
 
-    async def _tool_gate(self, event: GatewayEvent) -> None:
+    def _decide(self, event: GatewayEvent) -> None:
+        """Speech is done (or was cut off): each call runs, or is dropped if the user
+        interrupted its response and its tool does not survive interruption. Once per call."""
+        p = self._progress
+        interrupted = event.detail.get("interrupted") == "true"
+        for call in event.calls:
+            if call.call_id in p.calls_decided or self._end is not None:
+                continue
+            p.calls_decided.append(call.call_id)
+            if interrupted and not self._survives(call):
+                p.undelivered.append(dropped_output(call, reason="interrupted"))
+            else:
+                self._running[call.call_id] = asyncio.create_task(self._run_call(call))
+        del p.calls_decided[:-MAX_CALLS_REMEMBERED]
+
+    async def _run_call(self, call: ToolCall) -> None:
+        try:
+            output = await self._run_tool(call)
+        except asyncio.CancelledError:
+            output = dropped_output(call, reason="session_ended")
+        self._progress.undelivered.append(output)
+        self._running.pop(call.call_id, None)
+
+    def _can_deliver(self) -> bool:
+        p = self._progress
+        return (
+            bool(p.undelivered)
+            and p.gateway_queue is not None
+            and p.connection_id != self._delivery_failed_for
+        )
+
+    async def _deliver(self) -> None:
+        """Hands outcomes to the holder, which records each once and closes it in the model's
+        conversation; what a holder could not take waits for the next one."""
         assert self._input is not None
-        response_id = event.detail.get("response_id", "")
-        interrupted = event.detail.get("status") == "cancelled"
-        run = [c for c in event.calls if not interrupted or self._survives(c)]
-        dropped = [c for c in event.calls if c not in run]
-        if run:
-            # Held until the response's audio is generated (the signal comes at response.done)
-            # and played; a tool never cuts the assistant off mid-sentence.
-            await workflow.wait_condition(
-                lambda: response_id in self._playback_done or self._end is not None
+        p = self._progress
+        batch = list(p.undelivered)
+        queue, connection = p.gateway_queue, p.connection_id
+        assert queue is not None and connection is not None
+        try:
+            await workflow.execute_activity(
+                DELIVER_TOOL_OUTPUTS,
+                DeliverOutputsInput(
+                    session_id=self._input.session_id, connection_id=connection, outputs=batch
+                ),
+                task_queue=queue,
+                schedule_to_close_timeout=timedelta(seconds=15),
+                retry_policy=RetryPolicy(maximum_attempts=3),
             )
-        if self._end is not None:
+        except ActivityError:
+            self._delivery_failed_for = connection
             return
-        outputs = list(await asyncio.gather(*(self._run_tool(c) for c in run)))
-        await workflow.wait_condition(
-            lambda: self._progress.gateway_queue is not None or self._end is not None
-        )
-        queue, connection = self._progress.gateway_queue, self._progress.connection_id
-        if queue is None or connection is None:
-            return
-        await workflow.execute_activity(
-            DELIVER_TOOL_OUTPUTS,
-            DeliverOutputsInput(
-                session_id=self._input.session_id,
-                connection_id=connection,
-                response_id=response_id,
-                outputs=outputs,
-                dropped=dropped,
-            ),
-            task_queue=queue,
-            schedule_to_close_timeout=timedelta(seconds=15),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        delivered = {o.call_id for o in batch}
+        p.undelivered = [o for o in p.undelivered if o.call_id not in delivered]
 
     def _survives(self, call: ToolCall) -> bool:
         spec = TOOLS.get(call.name)
@@ -241,6 +283,7 @@ class SessionWorkflow:
                 outcome="failed",
                 output=json.dumps({"error": message}),
                 started_at=started,
+                finished_at=workflow.now().isoformat(),
             )
         return ToolOutput(
             call_id=call.call_id,
@@ -248,6 +291,7 @@ class SessionWorkflow:
             outcome="succeeded",
             output=output,
             started_at=started,
+            finished_at=workflow.now().isoformat(),
         )
 
     @workflow.update

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway.live_session import LiveSession
 from services.gateway.model_pump import ModelPump
+from services.gateway.rebuild import load_plan
 from services.gateway.signals import WorkflowSignals
 from services.realtime.link import ModelLink, ModelLinkClosed
 from services.store.event_store import EventStore
@@ -82,13 +83,11 @@ class Gateway:
             return live
 
     async def _open_model(self, live: LiveSession, config: dict[str, Any]) -> None:
-        from workflows.tools.registry import TOOLS
-
         assert self.link_factory is not None
-        holder: list[ModelPump] = []
-        link = self.link_factory(config.get("model"), lambda text: holder[0].record_sent(text))
+        factory = self.link_factory
         pump = ModelPump(
-            link=link,
+            make_link=lambda on_send: factory(config.get("model"), on_send),
+            load_plan=lambda: load_plan(self.store.pool, live.session_id),
             writer=live.writer,
             send_to_client=live.send,
             signal=live.signals.send,
@@ -97,10 +96,12 @@ class Gateway:
                 TOOLS[name].realtime_definition() for name in config.get("tools", [])
             ],
         )
-        holder.append(pump)
+        live.pump = pump
         try:
             await pump.start()
         except ModelLinkClosed as exc:
+            live.pump = None
+            await pump.close()
             seq = live.writer.append(
                 kind="model.link_failed", source="gateway", payload={"reason": exc.reason}
             )
@@ -113,8 +114,6 @@ class Gateway:
                     ),
                 )
             )
-            return
-        live.pump = pump
 
     def forget(self, live: LiveSession) -> None:
         if self._live.get(live.session_id) is live:

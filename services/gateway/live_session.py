@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 from datetime import UTC, datetime
 
 import grpc
@@ -25,9 +24,6 @@ from services.store.writer import SessionWriter
 from workflows.messages import GatewayEvent, GatewayEventKind
 
 log = logging.getLogger(__name__)
-
-# Screen state changes are signalled to the workflow at most this often (the log has them all).
-SCREEN_SIGNAL_INTERVAL_S = 1.0
 
 
 class LiveSession:
@@ -53,8 +49,6 @@ class LiveSession:
         self.outbound: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
         self.closed = asyncio.Event()
         self._screen_hash: str | None = None
-        self._screen_signalled_at = 0.0
-        self._screen_signal_pending: asyncio.TimerHandle | None = None
         self._closing: asyncio.Future[None] | None = None
 
     # ---- lifecycle ----
@@ -87,10 +81,10 @@ class LiveSession:
         await asyncio.shield(self._closing)
 
     async def _close(self, reason: str, ended: bool, notify: str | None) -> None:
-        if self._screen_signal_pending is not None:
-            self._screen_signal_pending.cancel()
+        counts: dict[str, str] = {}
         if self.pump is not None:
             await self.pump.close()
+            counts = self.pump.counts()
         seq = self.writer.append(
             kind="session.ended" if ended else "client.detached",
             source="gateway",
@@ -109,7 +103,10 @@ class LiveSession:
             if not ended:
                 self.signals.send(
                     GatewayEvent(
-                        kind=GatewayEventKind.DETACHED, seq=seq, connection_id=self.connection_id
+                        kind=GatewayEventKind.DETACHED,
+                        seq=seq,
+                        connection_id=self.connection_id,
+                        detail=counts,
                     )
                 )
             await self.signals.close()
@@ -170,9 +167,9 @@ class LiveSession:
             client_event_id=cid,
             producer_time=at,
         )
-        if self.pump is not None and not self.pump.lost.is_set() and not gated:
+        if self.pump is not None and not gated:
             # The bytes are stored once; the model-bound event refers to the client's event.
-            await self.pump.forward_audio(pcm, {"event_seq": seq})
+            self.pump.forward_audio(pcm, {"event_seq": seq})
 
     def _on_screen_state(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         state = validation.validate_screen_state(m.screen_state)
@@ -190,7 +187,6 @@ class LiveSession:
             self._screen_hash = digest
             if self.pump is not None:
                 self.pump.screen_changed(state, digest)
-            self._signal_screen_change(seq)
 
     async def _on_text(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         text = validation.validate_text(m.text)
@@ -202,8 +198,9 @@ class LiveSession:
             producer_time=at,
         )
         self._ack(cid, seq)
-        if self.pump is not None and not self.pump.lost.is_set():
-            await self.pump.user_text(text)
+        if self.pump is not None:
+            # With no link right now it still counts: the rebuilt conversation includes it.
+            self.pump.user_text(text)
 
     def _on_playback(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         report = validation.validate_playback(m.playback)
@@ -225,24 +222,6 @@ class LiveSession:
                 played_ms=report.played_ms,
                 finished=report.finished,
             )
-
-    def _signal_screen_change(self, seq: int) -> None:
-        """Trailing debounce: the workflow hears of at most one change per interval."""
-        now = time.monotonic()
-        wait = self._screen_signalled_at + SCREEN_SIGNAL_INTERVAL_S - now
-        if self._screen_signal_pending is not None:
-            self._screen_signal_pending.cancel()
-
-        def fire() -> None:
-            self._screen_signal_pending = None
-            self._screen_signalled_at = time.monotonic()
-            if not self.closed.is_set():
-                self.signals.send(GatewayEvent(kind=GatewayEventKind.SCREEN_STATE_CHANGED, seq=seq))
-
-        if wait <= 0:
-            fire()
-        else:
-            self._screen_signal_pending = asyncio.get_running_loop().call_later(wait, fire)
 
     # ---- replies ----
 

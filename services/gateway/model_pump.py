@@ -1,110 +1,245 @@
-"""The model side of a live session: the Realtime link, and the millisecond turn rules.
+"""The model side of a live session: the I/O shell around the turn machine (`turns.py`).
 
 Audio and every model event flow through here without touching Temporal. Each event is appended
 to the log exactly as sent or received (audio moved into the audio chunks and replaced by a
-reference); each decision (context injected, response requested, playback estimated, ...) is an
-event too. The workflow hears only the coarse outcome: turn committed, response done, function
-calls, link lost.
+reference), then handed to the machine with the time; the machine's commands are carried out in
+order: decisions appended, client events sent (in one queue, so the wire keeps their order),
+messages to the client, one coarse signal per settled response with calls.
+
+The link is disposable: when it drops or the model ends it (`session_expired`), or when the
+workflow rotates it before the model's cap, the same `_open_link` path makes a new one and
+rebuilds the conversation from the event log (`rebuild.py`), and the machine goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from services.api.earpiece.v1 import session_pb2 as pb
+from services.gateway import turns
+from services.gateway.rebuild import RebuildPlan
 from services.realtime.link import ModelLink, ModelLinkClosed, classify_error
 from services.store.writer import SessionWriter
-from workflows.messages import GatewayEvent, GatewayEventKind, ToolCall, ToolOutput
+from workflows.messages import GatewayEvent, ToolOutput
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # PCM16 mono at 24 kHz
-CONTEXT_PREFIX = "Context update:"
-PLAYBACK_REPORT_GRACE_S = 3.0
-PLAYBACK_ESTIMATE_GRACE_S = 0.5
 APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
+REBUILD_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
+TOOL_STATES = {
+    "requested": pb.ToolStatus.STATE_REQUESTED,
+    "held": pb.ToolStatus.STATE_HELD,
+    "running": pb.ToolStatus.STATE_RUNNING,
+    "succeeded": pb.ToolStatus.STATE_SUCCEEDED,
+    "failed": pb.ToolStatus.STATE_FAILED,
+    "dropped": pb.ToolStatus.STATE_DROPPED,
+}
 
-@dataclass
-class ResponseState:
-    response_id: str
-    item_ids: list[str] = field(default_factory=list)
-    audio_bytes: int = 0
-    first_delivered_at: float | None = None
-    done: bool = False
-    status: str = ""
-    calls: list[ToolCall] = field(default_factory=list)
-    playback_done: bool = False
-    # The latest progress the client reported for this response, if any.
-    played_ms: int | None = None
-    estimate: asyncio.TimerHandle | None = None
-
-    def generated_ms(self) -> int:
-        return self.audio_bytes // BYTES_PER_MS
-
-    def playing(self) -> bool:
-        return self.first_delivered_at is not None and not self.playback_done
+LinkMaker = Callable[[Callable[[str], None]], ModelLink]
+PlanLoader = Callable[[], Awaitable[RebuildPlan]]
 
 
 class ModelPump:
     def __init__(
         self,
         *,
-        link: ModelLink,
+        make_link: LinkMaker,
+        load_plan: PlanLoader,
         writer: SessionWriter,
         send_to_client: Callable[[pb.ServerMessage], None],
         signal: Callable[[GatewayEvent], None],
         config: dict[str, Any],
         tool_definitions: list[dict[str, Any]],
+        turn_config: turns.TurnConfig | None = None,
     ) -> None:
-        self.link = link
+        """`make_link(on_send)` makes an unconnected link; `load_plan()` reads the log and says
+        what a new link's conversation must hold."""
+        self._make_link = make_link
+        self._load_plan = load_plan
         self.writer = writer
         self._send_to_client = send_to_client
         self._signal = signal
         self._config = config
         self._tools = tool_definitions
-        self._responses: dict[str, ResponseState] = {}
-        self._active: str | None = None
-        # A response.create waiting for the active response to finish (one, never two).
-        self._response_wanted = False
-        self._requesting = asyncio.Lock()
-        self._screen: dict[str, Any] | None = None
-        self._screen_hash: str | None = None
-        self._injected_hash: str | None = None
-        self._context_item: str | None = None
-        self._context_count = 0
+        self.machine = turns.TurnMachine(config=turn_config)
+        self.link: ModelLink | None = None
+        self._generation = 0
+        self._outbox: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._tick: asyncio.TimerHandle | None = None
         self._pending_appends: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._client_reports = False
+        self._last_seq = 0
+        self._closing = False
+        # Set while the session has no usable link and none is being rebuilt (a fatal error).
         self.lost = asyncio.Event()
+        self.rebuilds = 0
 
     # ---- lifecycle ----
 
     async def start(self) -> None:
-        await self.link.connect()
-        self._task = asyncio.create_task(self._pump(), name="model-pump")
-        await self.link.configure(
+        """Opens the first link (raises ModelLinkClosed if the model cannot be reached)."""
+        self._sender = asyncio.create_task(self._send_loop(), name="model-sender")
+        await self._open_link(cause="attach")
+
+    async def close(self) -> None:
+        """The client's stream ended: what it was playing is settled, then the link goes."""
+        if self._closing:
+            return
+        self._closing = True
+        self._feed(turns.Detached("stream closed"))
+        if self._tick is not None:
+            self._tick.cancel()
+        if self._recovery is not None:
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+        self._outbox.put_nowait(None)
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+        if self.link is not None:
+            await self.link.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    @property
+    def assistant_playing(self) -> bool:
+        return self.machine.assistant_playing
+
+    @property
+    def link_up(self) -> bool:
+        return self.machine.link_up
+
+    def counts(self) -> dict[str, str]:
+        """Turns and responses not yet told to the workflow (for the detach signal)."""
+        return self.machine._counts()
+
+    # ---- the link: one path for every cause ----
+
+    async def _open_link(self, *, cause: str) -> None:
+        """A new link with the conversation rebuilt from the log: the first link of a stream, a
+        re-attach, a link drop, `session_expired` or a rotation all come through here."""
+        started = time.monotonic()
+        await self.writer.flush()  # the plan reads the log, so everything appended must be in it
+        plan = await self._load_plan()
+        link = self._make_link(self.record_sent)
+        await link.connect()
+        self._generation += 1
+        self.link = link
+        self._reader = asyncio.create_task(self._read(link, self._generation), name="model-pump")
+        await link.configure(
             instructions=str(self._config.get("instructions", "")),
             voice=str(self._config.get("voice") or "marin"),
             tools=self._tools,
         )
+        for event in plan.events():
+            await link.send(event)
+        if plan.items or cause != "attach":
+            self._last_seq = self.writer.append(
+                kind="model.link_rebuilt",
+                source="gateway",
+                payload={
+                    "cause": cause,
+                    "items_replayed": len(plan.items),
+                    "items_dropped": plan.dropped,
+                    "tokens_estimated": plan.tokens,
+                    "held_calls": sorted(plan.open_calls),
+                    "took_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+            self.rebuilds += 1
+        self._feed(
+            turns.LinkUp(
+                closed_calls=frozenset(plan.closed_calls),
+                recorded_outcomes=frozenset(plan.recorded_outcomes),
+                context_digest=plan.context_digest,
+                context_item_id=plan.context_item_id,
+            )
+        )
 
-    async def close(self) -> None:
-        for state in self._responses.values():
-            if state.estimate is not None:
-                state.estimate.cancel()
-        await self.link.close()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def rotate(self) -> None:
+        """Proactive rotation before the model's cap: at the next turn boundary, a new link."""
+        while not self._at_turn_boundary():
+            await asyncio.sleep(0.1)
+        await self._replace_link(cause="rotation")
+
+    def _at_turn_boundary(self) -> bool:
+        m = self.machine
+        return (
+            m.link_up
+            and m.active is None
+            and not m.user_floor
+            and not m.assistant_playing
+            and not m.open_calls()
+        )
+
+    async def _replace_link(self, *, cause: str) -> None:
+        old = self.link
+        self._generation += 1  # anything queued for the old link is not sent
+        self._feed(turns.LinkDown(cause))
+        if old is not None:
+            await old.close()
+        await self._open_link(cause=cause)
+
+    def _link_lost(self, reason: str, *, cause: str) -> None:
+        """The link dropped or the model ended it: tell the client, rebuild in place."""
+        self._last_seq = seq = self.writer.append(
+            kind="model.link_lost", source="gateway", payload={"reason": reason, "cause": cause}
+        )
+        self._feed(turns.LinkDown(reason))
+        self._state(pb.SessionState.STATE_MODEL_LINK_LOST, reason, seq)
+        if not self._closing and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.create_task(self._recover(cause), name="model-recover")
+
+    async def _recover(self, cause: str) -> None:
+        for attempt, delay in enumerate((0.0, *REBUILD_BACKOFF_S)):
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            try:
+                if self.link is not None:
+                    await self.link.close()
+                await self._open_link(cause=cause)
+            except ModelLinkClosed as exc:
+                log.warning("rebuild attempt %d failed: %s", attempt + 1, exc)
+                continue
+            self._state(pb.SessionState.STATE_MODEL_LINK_RESTORED, cause, self._last_seq)
+            return
+        self.lost.set()
+        self._state(
+            pb.SessionState.STATE_MODEL_LINK_LOST,
+            "could not reach the Realtime model again; re-attach to try once more",
+            self._last_seq,
+        )
+
+    def _state(self, state: pb.SessionState.State.ValueType, detail: str, seq: int) -> None:
+        self._send_to_client(
+            pb.ServerMessage(seq=seq, state=pb.SessionState(state=state, detail=detail))
+        )
+
+    # ---- sending, in one queue so the wire keeps the machine's order ----
+
+    def _queue(self, event: dict[str, Any]) -> None:
+        self._outbox.put_nowait((self._generation, event))
+
+    async def _send_loop(self) -> None:
+        while (entry := await self._outbox.get()) is not None:
+            generation, event = entry
+            link = self.link
+            if generation != self._generation or link is None or not self.machine.link_up:
+                continue  # meant for a link that is gone; the rebuild covers it
+            with contextlib.suppress(ModelLinkClosed):  # the reader sees the drop, records it
+                await link.send(event)
 
     def record_sent(self, text: str) -> None:
         """Called by the link under its send lock, so the log has the wire's order."""
@@ -127,10 +262,12 @@ class ModelPump:
 
     # ---- from the client ----
 
-    async def forward_audio(self, pcm: bytes, ref: dict[str, Any]) -> None:
+    def forward_audio(self, pcm: bytes, ref: dict[str, Any]) -> None:
+        if not self.machine.link_up:
+            return  # recorded as client audio; the model hears the next frames
         event_id = f"evt_in_{ref['event_seq']}"
         self._pending_appends[event_id] = ref
-        await self.link.send(
+        self._queue(
             {
                 "type": "input_audio_buffer.append",
                 "audio": base64.b64encode(pcm).decode("ascii"),
@@ -139,112 +276,95 @@ class ModelPump:
         )
 
     def screen_changed(self, state: dict[str, Any], digest: str) -> None:
-        self._screen, self._screen_hash = state, digest
+        self._feed(turns.ScreenChanged(state, digest))
 
-    async def user_text(self, text: str) -> None:
-        await self.link.add_user_text(text=text)
-        await self.request_response(reason="user_text")
+    def user_text(self, text: str) -> None:
+        self._feed(turns.UserText(text))
 
     def playback(self, *, response_id: str, played_ms: int, finished: bool) -> None:
-        self._client_reports = True
-        state = self._responses.get(response_id)
-        if state is None:
-            return
-        state.played_ms = played_ms
-        if finished:
-            self._playback_done(state, estimated=False)
-
-    @property
-    def assistant_playing(self) -> bool:
-        """Whether the client is (or should be) playing assistant audio right now."""
-        return any(state.playing() for state in self._responses.values())
+        self._feed(turns.PlaybackReport(response_id, played_ms, finished))
 
     async def deliver_tool_outputs(self, outputs: list[ToolOutput]) -> None:
-        """Function call outputs, then exactly one response.create once none is active."""
-        for out in outputs:
-            await self.link.send_function_output(call_id=out.call_id, output=out.output)
-            self.tool_status(out.call_id, out.name, out.outcome, out.output)
-        await self.request_response(reason="tool_outputs")
+        """Records each outcome once, closes each call in the conversation once, then one
+        response.create; returns once the outcomes are durable."""
+        self._feed(turns.ToolOutcomes(tuple(outputs)))
+        await self.writer.flush()
 
-    # ---- responses ----
+    # ---- the machine ----
 
-    async def request_response(self, *, reason: str) -> None:
-        """Injects fresh screen context if it changed, then response.create; if a response is
-        active, one create is queued for its response.done instead."""
-        async with self._requesting:
-            if self._active is not None:
-                if not self._response_wanted:
-                    self._response_wanted = True
-                    self.writer.append(
-                        kind="decision.response_deferred",
-                        source="gateway",
-                        payload={"reason": reason, "active_response": self._active},
+    def _feed(self, event: turns.Event) -> None:
+        commands = self.machine.handle(event, now=time.monotonic())
+        for command in commands:
+            self._apply(command)
+        self._arm_tick()
+
+    def _apply(self, command: turns.Command) -> None:
+        match command:
+            case turns.Record(kind=kind, payload=payload):
+                self._last_seq = self.writer.append(kind=kind, source="gateway", payload=payload)
+            case turns.SendModel(event=event):
+                self._queue(event)
+            case turns.StopPlayback(response_id=response_id, item_id=item_id):
+                self._send_to_client(
+                    pb.ServerMessage(
+                        seq=self._last_seq,
+                        stop_playback=pb.StopPlayback(response_id=response_id, item_id=item_id),
                     )
-                return
-            self._response_wanted = False
-            await self._inject_context()
-            self._active = "pending"
-            self.writer.append(
-                kind="decision.response_requested", source="gateway", payload={"reason": reason}
-            )
-            await self.link.create_response()
+                )
+            case turns.ToolStatus(call_id=call_id, name=name, state=state, detail=detail):
+                self._send_to_client(
+                    pb.ServerMessage(
+                        tool=pb.ToolStatus(
+                            call_id=call_id,
+                            name=name,
+                            state=TOOL_STATES.get(state, pb.ToolStatus.STATE_UNSPECIFIED),
+                            detail=detail[:500],
+                        )
+                    )
+                )
+            case turns.Signal(kind=kind, detail=detail, calls=calls):
+                self._signal(
+                    GatewayEvent(kind=kind, seq=self._last_seq, detail=detail, calls=list(calls))
+                )
 
-    async def _inject_context(self) -> None:
-        if self._screen is None or self._screen_hash == self._injected_hash:
-            return
-        old = self._context_item
-        self._context_count += 1
-        item_id = f"ctx_{self._context_count}_{self._screen_hash}"
-        text = f"{CONTEXT_PREFIX} {json.dumps(self._screen, sort_keys=True)}"
-        await self.link.add_user_text(text=text, item_id=item_id)
-        self._context_item, self._injected_hash = item_id, self._screen_hash
-        self.writer.append(
-            kind="decision.context_injected",
-            source="gateway",
-            payload={"item_id": item_id, "hash": self._screen_hash},
-        )
-        if old is not None:
-            # Older screen states must not pile up in the model's context.
-            await self.link.delete_item(item_id=old)
-            self.writer.append(
-                kind="decision.context_deleted", source="gateway", payload={"item_id": old}
-            )
+    def _arm_tick(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        deadline = self.machine.next_deadline()
+        if deadline is not None and not self._closing:
+            delay = max(0.0, deadline - time.monotonic())
+            self._tick = asyncio.get_running_loop().call_later(delay, self._feed, turns.Tick())
 
     # ---- from the model ----
 
-    async def _pump(self) -> None:
+    async def _read(self, link: ModelLink, generation: int) -> None:
         try:
-            async for raw, event_type, data in self.link.events():
+            async for raw, event_type, data in link.events():
+                if generation != self._generation:
+                    return
                 if event_type == "response.output_audio.delta":
                     self._on_audio_delta(data)
                     continue
-                seq = self.writer.append(
+                self._last_seq = seq = self.writer.append(
                     kind=f"model.server.{event_type}", source="model", payload=raw
                 )
-                await self._on_event(event_type, data, seq)
+                self._to_client(event_type, data, seq)
+                self._feed(turns.ModelEvent(event_type, data, seq))
+                if event_type == "error" and self._on_error(data, seq):
+                    return
         except ModelLinkClosed as exc:
-            seq = self.writer.append(
-                kind="model.link_lost", source="gateway", payload={"reason": exc.reason}
-            )
-            self._send_to_client(
-                pb.ServerMessage(
-                    seq=seq,
-                    state=pb.SessionState(
-                        state=pb.SessionState.STATE_MODEL_LINK_LOST, detail=exc.reason
-                    ),
-                )
-            )
-            self._signal(GatewayEvent(kind=GatewayEventKind.LINK_LOST, seq=seq))
-            self.lost.set()
+            if generation == self._generation and not self._closing:
+                self._link_lost(exc.reason, cause="link_drop")
         except Exception:
             log.exception("model pump failed")
-            self.lost.set()
-            raise
+            if generation == self._generation and not self._closing:
+                self._link_lost("the gateway's model reader failed", cause="link_drop")
 
     def _on_audio_delta(self, data: dict[str, Any]) -> None:
         pcm = base64.b64decode(data.get("delta", ""))
         payload = {k: v for k, v in data.items() if k != "delta"}
-        seq = self.writer.append_audio(
+        self._last_seq = seq = self.writer.append_audio(
             stream="output",
             pcm=pcm,
             kind="model.server.response.output_audio.delta",
@@ -252,213 +372,50 @@ class ModelPump:
             payload=payload,
         )
         response_id = str(data.get("response_id", ""))
-        state = self._responses.setdefault(response_id, ResponseState(response_id))
-        state.audio_bytes += len(pcm)
-        if state.first_delivered_at is None:
-            state.first_delivered_at = time.monotonic()
+        item_id = str(data.get("item_id", ""))
+        self._feed(turns.AudioDelivered(response_id, item_id, len(pcm)))
         self._send_to_client(
             pb.ServerMessage(
                 seq=seq,
-                audio=pb.AssistantAudio(
-                    response_id=response_id, item_id=str(data.get("item_id", "")), pcm16=pcm
-                ),
+                audio=pb.AssistantAudio(response_id=response_id, item_id=item_id, pcm16=pcm),
             )
         )
 
-    async def _on_event(self, event_type: str, data: dict[str, Any], seq: int) -> None:
-        match event_type:
-            case "input_audio_buffer.speech_started":
-                await self._on_speech_started(seq)
-            case "input_audio_buffer.committed":
-                self._signal(GatewayEvent(kind=GatewayEventKind.TURN_COMMITTED, seq=seq))
-                await self.request_response(reason="turn_committed")
-            case "response.created":
-                response_id = str(data.get("response", {}).get("id", ""))
-                self._active = response_id
-                self._responses.setdefault(response_id, ResponseState(response_id))
-            case "response.output_audio_transcript.delta" | "response.output_audio_transcript.done":
-                final = event_type.endswith(".done")
-                self._send_to_client(
-                    pb.ServerMessage(
-                        seq=seq,
-                        transcript=pb.Transcript(
-                            role=pb.Transcript.ROLE_ASSISTANT,
-                            item_id=str(data.get("item_id", "")),
-                            response_id=str(data.get("response_id", "")),
-                            text=str(data.get("transcript" if final else "delta", "")),
-                            final=final,
-                        ),
-                    )
-                )
-            case "conversation.item.input_audio_transcription.completed":
-                self._send_to_client(
-                    pb.ServerMessage(
-                        seq=seq,
-                        transcript=pb.Transcript(
-                            role=pb.Transcript.ROLE_USER,
-                            item_id=str(data.get("item_id", "")),
-                            text=str(data.get("transcript", "")),
-                            final=True,
-                        ),
-                    )
-                )
-            case "response.output_item.added":
-                item = data.get("item", {})
-                if item.get("type") == "message":
-                    state = self._responses.setdefault(
-                        str(data.get("response_id", "")),
-                        ResponseState(str(data.get("response_id", ""))),
-                    )
-                    state.item_ids.append(str(item.get("id", "")))
-            case "response.function_call_arguments.done":
-                state = self._responses.setdefault(
-                    str(data.get("response_id", "")), ResponseState(str(data.get("response_id")))
-                )
-                call = ToolCall(
-                    call_id=str(data.get("call_id", "")),
-                    name=str(data.get("name", "")),
-                    arguments=str(data.get("arguments", "")),
-                    response_id=state.response_id,
-                    seq=seq,
-                )
-                state.calls.append(call)
-                self.tool_status(call.call_id, call.name, "requested", "")
-            case "response.done":
-                await self._on_response_done(data, seq)
-            case "error":
-                await self._on_error(data, seq)
-            case _:
-                pass
-
-    async def _on_speech_started(self, seq: int) -> None:
-        """Barge-in: the user talks over the assistant. The client stops playback now, and the
-        assistant item is cut to what the user actually heard, so the model does not believe
-        it said what nobody heard."""
-        for state in list(self._responses.values()):
-            # Playing audio, or an active response whose item exists but has no audio yet.
-            unheard = not state.done and state.first_delivered_at is None and bool(state.item_ids)
-            if not (state.playing() or unheard):
-                continue
-            item_id = state.item_ids[-1] if state.item_ids else ""
+    def _to_client(self, event_type: str, data: dict[str, Any], seq: int) -> None:
+        """Transcripts for the client; the turn rules are the machine's."""
+        if event_type in (
+            "response.output_audio_transcript.delta",
+            "response.output_audio_transcript.done",
+        ):
+            final = event_type.endswith(".done")
             self._send_to_client(
                 pb.ServerMessage(
                     seq=seq,
-                    stop_playback=pb.StopPlayback(response_id=state.response_id, item_id=item_id),
+                    transcript=pb.Transcript(
+                        role=pb.Transcript.ROLE_ASSISTANT,
+                        item_id=str(data.get("item_id", "")),
+                        response_id=str(data.get("response_id", "")),
+                        text=str(data.get("transcript" if final else "delta", "")),
+                        final=final,
+                    ),
                 )
             )
-            if state.played_ms is not None:
-                heard, source = state.played_ms, "reported"
-            elif state.first_delivered_at is None:
-                heard, source = 0, "estimated"
-            else:
-                heard = int((time.monotonic() - state.first_delivered_at) * 1000)
-                source = "estimated"
-            # Beyond the generated audio is a fatal error on the API (pipecat #1963): clamp.
-            audio_end_ms = max(0, min(heard, state.generated_ms()))
-            self._playback_done(state, estimated=source == "estimated", interrupted=True)
-            if not item_id:
-                continue
-            if audio_end_ms == 0:
-                # Truncating at 0 ms is rejected; the item goes instead.
-                self.writer.append(
-                    kind="decision.item_deleted",
-                    source="gateway",
-                    payload={"item_id": item_id, "reason": "barge_in_before_audio_heard"},
-                )
-                await self.link.delete_item(item_id=item_id)
-            else:
-                self.writer.append(
-                    kind="decision.truncated",
-                    source="gateway",
-                    payload={
-                        "item_id": item_id,
-                        "audio_end_ms": audio_end_ms,
-                        "heard_ms": heard,
-                        "generated_ms": state.generated_ms(),
-                        "heard_from": source,
-                    },
-                )
-                await self.link.truncate(item_id=item_id, audio_end_ms=audio_end_ms)
-
-    async def _on_response_done(self, data: dict[str, Any], seq: int) -> None:
-        response = data.get("response", {})
-        response_id = str(response.get("id", ""))
-        state = self._responses.setdefault(response_id, ResponseState(response_id))
-        state.done, state.status = True, str(response.get("status", ""))
-        # Responses are serialised, so whatever was active has finished.
-        self._active = None
-        self._signal(
-            GatewayEvent(
-                kind=GatewayEventKind.RESPONSE_DONE,
-                seq=seq,
-                detail={"response_id": response_id, "status": state.status},
-            )
-        )
-        if state.calls:
-            for call in state.calls:
-                # Held in the workflow until the response's audio has been played.
-                self.writer.append(
-                    kind="decision.tool_held",
-                    source="gateway",
-                    payload={"call_id": call.call_id, "name": call.name, "response": response_id},
-                )
-                self.tool_status(call.call_id, call.name, "held", "")
-            self._signal(
-                GatewayEvent(
-                    kind=GatewayEventKind.FUNCTION_CALL_REQUESTED,
+        elif event_type == "conversation.item.input_audio_transcription.completed":
+            self._send_to_client(
+                pb.ServerMessage(
                     seq=seq,
-                    detail={"response_id": response_id, "status": state.status},
-                    calls=list(state.calls),
+                    transcript=pb.Transcript(
+                        role=pb.Transcript.ROLE_USER,
+                        item_id=str(data.get("item_id", "")),
+                        text=str(data.get("transcript", "")),
+                        final=True,
+                    ),
                 )
             )
-        self._schedule_playback_estimate(state)
-        if self._response_wanted:
-            await self.request_response(reason="deferred")
 
-    def _schedule_playback_estimate(self, state: ResponseState) -> None:
-        """A client that never reports playback gets an estimate: the audio's duration since
-        its first frame was delivered. A real report cancels it."""
-        if state.playback_done:
-            return
-        if state.first_delivered_at is None:
-            self._playback_done(state, estimated=True)
-            return
-        # A client that reports playback gets time for its report to arrive (its player lags
-        # delivery by its jitter buffer); one that never has is estimated sooner.
-        grace = PLAYBACK_REPORT_GRACE_S if self._client_reports else PLAYBACK_ESTIMATE_GRACE_S
-        played_by = state.first_delivered_at + state.audio_bytes / BYTES_PER_MS / 1000 + grace
-        delay = max(0.0, played_by - time.monotonic())
-        state.estimate = asyncio.get_running_loop().call_later(
-            delay, self._playback_done, state, True
-        )
-
-    def _playback_done(
-        self, state: ResponseState, estimated: bool, *, interrupted: bool = False
-    ) -> None:
-        if state.playback_done:
-            return
-        state.playback_done = True
-        if state.estimate is not None:
-            state.estimate.cancel()
-        seq = self.writer.append(
-            kind="decision.playback_done",
-            source="gateway",
-            payload={
-                "response_id": state.response_id,
-                "estimated": estimated,
-                "interrupted": interrupted,
-                "audio_ms": state.generated_ms(),
-            },
-        )
-        self._signal(
-            GatewayEvent(
-                kind=GatewayEventKind.PLAYBACK_DONE,
-                seq=seq,
-                detail={"response_id": state.response_id, "estimated": str(estimated).lower()},
-            )
-        )
-
-    async def _on_error(self, data: dict[str, Any], seq: int) -> None:
+    def _on_error(self, data: dict[str, Any], seq: int) -> bool:
+        """Classifies a model error; returns True if this link is finished (a fatal error such
+        as `session_expired`), in which case the session gets a new link in place."""
         error = data.get("error", {}) if isinstance(data.get("error"), dict) else {}
         code = str(error.get("code", ""))
         severity = classify_error(data)
@@ -467,38 +424,22 @@ class ModelPump:
             source="gateway",
             payload={"code": code, "severity": severity, "error_seq": seq},
         )
-        if code == "conversation_already_has_active_response":
-            # Never a failure: send again after the active response's response.done.
-            self._response_wanted = True
-            return
-        if severity == "fatal":
-            self._send_to_client(
-                pb.ServerMessage(
-                    seq=seq,
-                    error=pb.Error(
-                        code=grpc.StatusCode.UNAVAILABLE.value[0],
-                        message=f"the model ended the session ({code}): {error.get('message', '')}",
-                        fatal=True,
-                    ),
-                )
-            )
-
-    def tool_status(self, call_id: str, name: str, outcome: str, detail: str) -> None:
-        states = {
-            "requested": pb.ToolStatus.STATE_REQUESTED,
-            "held": pb.ToolStatus.STATE_HELD,
-            "running": pb.ToolStatus.STATE_RUNNING,
-            "succeeded": pb.ToolStatus.STATE_SUCCEEDED,
-            "failed": pb.ToolStatus.STATE_FAILED,
-            "dropped": pb.ToolStatus.STATE_DROPPED,
-        }
+        if severity != "fatal":
+            return False
+        if code in ("session_expired", "session_closed"):
+            self._link_lost(f"the model ended the link ({code})", cause=code)
+            return True
+        # Keys, quota, model: a new link would fail the same way.
+        self._feed(turns.LinkDown(code))
+        self.lost.set()
         self._send_to_client(
             pb.ServerMessage(
-                tool=pb.ToolStatus(
-                    call_id=call_id,
-                    name=name,
-                    state=states.get(outcome, pb.ToolStatus.STATE_UNSPECIFIED),
-                    detail=detail[:500],
-                )
+                seq=seq,
+                error=pb.Error(
+                    code=grpc.StatusCode.UNAVAILABLE.value[0],
+                    message=f"the model ended the session ({code}): {error.get('message', '')}",
+                    fatal=True,
+                ),
             )
         )
+        return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -26,7 +27,21 @@ async def until_state(stream: SessionStream, state: int) -> list[pb.ServerMessag
     raise AssertionError("stream ended first")
 
 
-async def test_link_drop_is_recorded_and_told_and_nothing_is_lost(
+def rebuilt_items(received: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(role or type, text) of each conversation item a new link was sent, in order."""
+    out = []
+    for event in received:
+        if event["type"] != "conversation.item.create":
+            continue
+        item = event["item"]
+        if item["type"] == "message":
+            out.append((item["role"], item["content"][0]["text"]))
+        else:
+            out.append((item["type"], item.get("call_id", "")))
+    return out
+
+
+async def test_link_drop_rebuilds_the_conversation_in_place(
     gateway_for: GatewayFor, store: EventStore
 ) -> None:
     async with simulator("socket_drop") as sim, gateway_for(sim.url) as gw:
@@ -36,18 +51,43 @@ async def test_link_drop_is_recorded_and_told_and_nothing_is_lost(
                 await speak(stream, "Tell me something.")
                 seen = await until_state(stream, pb.SessionState.STATE_MODEL_LINK_LOST)
                 assert any(m.WhichOneof("body") == "audio" for m in seen)
+                await until_state(stream, pb.SessionState.STATE_MODEL_LINK_RESTORED)
+                # The user is heard again, and hears the next answer.
+                await speak(stream, "Are you still there?")
+                second = await sim.wait_for_session(1)
+                await second.wait_for_sent("response.done", timeout_s=20)
+                async with asyncio.timeout(10):
+                    async for m in stream.messages():
+                        if m.WhichOneof("body") == "audio":
+                            break
             await client.end_session(session.session_id)
-        sent = [json.loads(t) for t in sim.sessions[0].sent_texts]
+        first_sent = [json.loads(t) for t in sim.sessions[0].sent_texts]
+        received = second.received_events()
     events = [e async for e in store.read_events(session.session_id)]
     kinds = [e.kind for e in events]
-    assert "model.link_lost" in kinds
+    lost = kinds.index("model.link_lost")
     # Everything the model sent before the drop is in the log, in order.
-    logged_types = [k.removeprefix("model.server.") for k in kinds if k.startswith("model.server.")]
-    assert logged_types == [event["type"] for event in sent]
+    logged = [
+        k.removeprefix("model.server.") for k in kinds[:lost] if k.startswith("model.server.")
+    ]
+    assert logged == [event["type"] for event in first_sent]
+    # The new link: the same configuration, then the conversation so far, in order.
+    assert received[0]["type"] == "session.update"
+    assert (
+        received[0]["session"]["instructions"]
+        == sim.sessions[0].received_events("session.update")[0]["session"]["instructions"]
+    )
+    assert rebuilt_items(received)[:2] == [
+        ("user", "Tell me something."),
+        ("assistant", "Fractions are parts of a whole."),
+    ]
+    [rebuilt] = [e.payload for e in events if e.kind == "model.link_rebuilt"]
+    assert rebuilt["cause"] == "link_drop" and rebuilt["items_replayed"] == 2
     assert kinds[-1] == "session.ended"
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
 
 
-async def test_session_expiry_is_a_fatal_error_told_to_the_client(
+async def test_session_expiry_gets_a_new_link_with_the_conversation(
     gateway_for: GatewayFor, store: EventStore
 ) -> None:
     async with (
@@ -57,15 +97,25 @@ async def test_session_expiry_is_a_fatal_error_told_to_the_client(
     ):
         session = (await client.start_session(tenant_id="acme", instructions=BRIEFING)).session
         async with client.attach(session.session_id) as stream:
-            seen = await until_state(stream, pb.SessionState.STATE_MODEL_LINK_LOST)
-        errors = [m.error for m in seen if m.WhichOneof("body") == "error"]
-        assert errors and errors[0].fatal and "session_expired" in errors[0].message
+            await stream.send_screen_state({"screen": "fractions", "step": 2})
+            await speak(stream, "Are you there?")
+            await sim.sessions[0].wait_for_sent("response.done", timeout_s=20)
+            await until_state(stream, pb.SessionState.STATE_MODEL_LINK_LOST)
+            await until_state(stream, pb.SessionState.STATE_MODEL_LINK_RESTORED)
+            second = await sim.wait_for_session(1)
         await client.end_session(session.session_id)
+        received = second.received_events()
+    items = rebuilt_items(received)
+    assert items[0] == ("user", "Are you there?")
+    assert items[1] == ("assistant", "Yes, I'm here.")
+    # The latest screen state, once, as the last item.
+    assert items[-1][0] == "user" and items[-1][1].startswith("Context update:")
+    assert '"step": 2' in items[-1][1]
     events = [e async for e in store.read_events(session.session_id)]
     classified = [e.payload for e in events if e.kind == "decision.model_error_classified"]
-    assert classified == [
-        {"code": "session_expired", "severity": "fatal", "error_seq": classified[0]["error_seq"]}
-    ]
+    assert [c["code"] for c in classified] == ["session_expired"]
+    [rebuilt] = [e.payload for e in events if e.kind == "model.link_rebuilt"]
+    assert rebuilt["cause"] == "session_expired"
 
 
 async def test_unknown_model_event_is_recorded_and_the_pump_goes_on(
