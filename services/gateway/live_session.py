@@ -11,15 +11,18 @@ import asyncio
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway import validation
+from services.gateway.errors import store_unavailable
 from services.gateway.model_pump import ModelPump
+from services.gateway.outbound import OutboundQueue
 from services.gateway.signals import WorkflowSignals
 from services.realtime.link import ModelLinkClosed
+from services.store.events import StoreError
 from services.store.writer import SessionWriter
 from workflows.messages import GatewayEvent, GatewayEventKind
 
@@ -45,8 +48,8 @@ class LiveSession:
         self.signals = signals
         self.pump = pump
         self.echo_gate = echo_gate
-        # What the client receives; None ends the stream.
-        self.outbound: asyncio.Queue[pb.ServerMessage | None] = asyncio.Queue()
+        # What the client receives; None ends the stream. Bounded: see OutboundQueue.
+        self.outbound = OutboundQueue()
         self.closed = asyncio.Event()
         self._screen_hash: str | None = None
         self._closing: asyncio.Future[None] | None = None
@@ -115,19 +118,64 @@ class LiveSession:
     # ---- client messages ----
 
     async def handle(self, message: pb.ClientMessage) -> None:
-        """Records one client message. Never raises for bad input: answers with an Error."""
+        """Records one client message. Never raises for bad input: answers with an Error. An
+        unexpected failure is logged with the session id and answered with an Error for that
+        message; the stream goes on. Only a stopped writer (StoreError) is raised, since the
+        stream cannot go on without its log."""
         body = message.WhichOneof("body")
         try:
+            await self._handle(message, body)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if store_unavailable(exc):
+                log.warning(
+                    "session %s: message %r not recorded, event store unreachable: %s",
+                    self.session_id,
+                    message.client_event_id,
+                    exc,
+                )
+                code, text = (
+                    grpc.StatusCode.UNAVAILABLE,
+                    (
+                        "the event store is unreachable, so this message was not recorded; "
+                        "send it again in a few seconds (same client_event_id)"
+                    ),
+                )
+            else:
+                log.exception(
+                    "session %s: handling client message %r (%s) failed",
+                    self.session_id,
+                    message.client_event_id,
+                    body,
+                )
+                code, text = (
+                    grpc.StatusCode.INTERNAL,
+                    (
+                        f"this {body or 'empty'} message could not be handled "
+                        f"({type(exc).__name__}); the failure is logged; the stream goes on"
+                    ),
+                )
+            self._send(
+                pb.ServerMessage(
+                    error=pb.Error(
+                        code=code.value[0], message=text, client_event_id=message.client_event_id
+                    )
+                )
+            )
+
+    async def _handle(self, message: pb.ClientMessage, body: str | None) -> None:
+        try:
             client_event_id = validation.validate_client_event_id(message)
+            producer_time = validation.sent_at(message)
         except validation.InvalidField as exc:
             self._reject(message, body, exc)
             return
-        if self.writer.seen(client_event_id):
+        if await self.writer.is_duplicate(client_event_id):
             self._send(
                 pb.ServerMessage(ack=pb.Ack(client_event_id=client_event_id, duplicate=True))
             )
             return
-        producer_time = message.sent_at.ToDatetime(UTC) if message.HasField("sent_at") else None
         try:
             match body:
                 case "audio":

@@ -24,6 +24,7 @@ class ReplayService(ReplayRpcs, replay_pb2_grpc.ReplayServiceServicer):
     ) -> AsyncIterator[pb.Event]:
         try:
             validation.require_session_id(request.session_id)
+            validation.validate_after_seq(request.after_seq)
         except validation.InvalidField as exc:
             await abort_invalid(context, exc)
         if await self.store.get_session(request.session_id) is None:

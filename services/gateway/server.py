@@ -16,7 +16,9 @@ from temporalio.worker import Worker
 
 from services.api.earpiece.v1 import replay_pb2, replay_pb2_grpc, session_pb2, session_pb2_grpc
 from services.gateway.commands import GatewayCommands
+from services.gateway.errors import ErrorInterceptor
 from services.gateway.gateway import Gateway, LinkFactory
+from services.gateway.limits import SERVER_OPTIONS
 from services.gateway.replay_service import ReplayService
 from services.gateway.session_service import SessionService
 from services.store.event_store import EventStore
@@ -48,7 +50,10 @@ async def running_gateway(
 ) -> AsyncIterator[RunningGateway]:
     """Serves the API on `address` (port 0 picks a free one) until the context exits."""
     gateway = Gateway(store=store, client=client, link_factory=link_factory)
-    server = grpc.aio.server(interceptors=list(interceptors))
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(), *interceptors],
+        options=SERVER_OPTIONS,
+    )
     session_pb2_grpc.add_SessionServiceServicer_to_server(SessionService(gateway=gateway), server)
     replay_pb2_grpc.add_ReplayServiceServicer_to_server(ReplayService(store=store), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 from google.rpc import code_pb2
@@ -25,7 +25,12 @@ from services.api.earpiece.v1 import session_pb2 as pb
 from services.api.earpiece.v1 import session_pb2_grpc
 from services.gateway import validation
 from services.gateway.convert import STATUS_NAMES, config_to_dict, session_message
-from services.gateway.errors import abort_invalid, abort_with_details, finding_details
+from services.gateway.errors import (
+    abort_invalid,
+    abort_with_details,
+    finding_details,
+    store_unavailable,
+)
 from services.gateway.gateway import Gateway
 from services.gateway.live_session import LiveSession
 from services.prompts import (
@@ -36,14 +41,25 @@ from services.prompts import (
     Severity,
     prepare_prompt,
 )
-from services.store.events import SessionRecord, WriterConflict
+from services.store.events import SessionRecord, StoreError, WriterConflict
 from workflows.messages import SESSION_TASK_QUEUE, EndRequest, SessionInput
 from workflows.search_attributes import STATUS, TENANT
 from workflows.session_workflow import SessionWorkflow
 
 log = logging.getLogger(__name__)
 
-MAX_END_REASON = 200
+MAX_END_REASON = validation.MAX_END_REASON_CHARS
+
+# Prompt compilation and linting run in worker threads, a few at a time, never on the loop
+# that carries every live session's audio.
+_PROMPT_WORK = asyncio.Semaphore(2)
+
+# A ListSessions page stays well under gRPC's default 4 MiB message limit.
+MAX_LIST_BYTES = 3 * 1024 * 1024
+
+# How long a session whose event store is unreachable waits for its workflow to end it before
+# the gateway closes the stream itself.
+STORE_OUTAGE_END_WAIT = 15.0
 
 
 def finding_message(finding: Finding) -> pb.PromptFinding:
@@ -76,11 +92,13 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         config = request.config
         prompt_field = f"config.{config.WhichOneof('prompt')}"
         try:
-            prepared = prepare_prompt(
-                persona_yaml=config.persona_yaml if config.HasField("persona_yaml") else None,
-                instructions=config.instructions if config.HasField("instructions") else None,
-                tools=list(config.tools),
-            )
+            async with _PROMPT_WORK:
+                prepared = await asyncio.to_thread(
+                    prepare_prompt,
+                    persona_yaml=config.persona_yaml if config.HasField("persona_yaml") else None,
+                    instructions=config.instructions if config.HasField("instructions") else None,
+                    tools=list(config.tools),
+                )
         except PersonaSpecError as exc:
             await abort_invalid(context, validation.InvalidField(prompt_field, str(exc)))
         except PromptRejected as exc:
@@ -199,6 +217,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             session_id = validation.require_session_id(
                 first.attach.session_id, field="attach.session_id"
             )
+            producer_time = validation.sent_at(first)
         except validation.InvalidField as exc:
             await abort_invalid(context, exc)
         record = await self.gw.store.get_session(session_id)
@@ -217,8 +236,11 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             live = await self.gw.open_live(session_id=session_id, config=record.config)
         except WriterConflict as exc:
             await context.abort(grpc.StatusCode.ABORTED, f"session is held elsewhere: {exc}")
-        producer_time = first.sent_at.ToDatetime(UTC) if first.HasField("sent_at") else None
-        seq = live.attach(client_event_id=client_event_id, producer_time=producer_time)
+        try:
+            seq = live.attach(client_event_id=client_event_id, producer_time=producer_time)
+        except BaseException:
+            await self._close_quietly(live, "attach_failed")
+            raise
         yield pb.ServerMessage(
             seq=seq,
             attached=pb.Attached(
@@ -226,39 +248,163 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             ),
         )
         reader = asyncio.create_task(self._read(live, request_iterator))
+        watcher = asyncio.create_task(self._watch(live, context, asyncio.current_task()))
         try:
             while (message := await live.outbound.get()) is not None:
                 yield message
+            # The stream ends here. Unless the client closed it or the session ended (it was
+            # told so already), the client gets a status that says why.
+            await asyncio.wait([reader], timeout=1.0)
+            ending = reader.result() if reader.done() and not reader.cancelled() else None
+            if live.outbound.overflowed.is_set():
+                ending = (grpc.StatusCode.RESOURCE_EXHAUSTED, _NOT_READING)
+            elif live.writer.overflowed.is_set():
+                ending = (grpc.StatusCode.UNAVAILABLE, _store_outage_message(live))
+            if ending is not None:
+                await context.abort(*ending)
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            await live.close(reason="client_disconnected")
+            for task in (reader, watcher):
+                task.cancel()
+            await asyncio.gather(reader, watcher, return_exceptions=True)
+            await self._close_quietly(live, "client_disconnected")
             self.gw.forget(live)
+
+    async def _close_quietly(self, live: LiveSession, reason: str) -> None:
+        """Closes the connection; a failure to flush its log now (Postgres unreachable) is
+        logged, not raised: the writer keeps what it holds and writes it when it can."""
+        try:
+            await live.close(reason=reason)
+        except Exception as exc:
+            log.warning(
+                "session %s: closing the connection (%s) could not flush its log now "
+                "(%s: %s); the writer keeps retrying in the background",
+                live.session_id,
+                reason,
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _watch(
+        self,
+        live: LiveSession,
+        context: grpc.aio.ServicerContext,
+        handler: asyncio.Task[object] | None,
+    ) -> None:
+        """Ends the stream for what the stream's own loop cannot see while it is blocked on a
+        client that does not read: the outbound bound, or an event store outage past the
+        writer's buffer."""
+        outbound = asyncio.ensure_future(live.outbound.overflowed.wait())
+        store = asyncio.ensure_future(live.writer.overflowed.wait())
+        closed = asyncio.ensure_future(live.closed.wait())
+        try:
+            await asyncio.wait({outbound, store, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (outbound, store, closed):
+                waiter.cancel()
+        if live.outbound.overflowed.is_set():
+            log.warning(
+                "session %s: the client is not reading; %d bytes or %d messages unsent "
+                "passed the bound; disconnecting",
+                live.session_id,
+                live.outbound.max_bytes,
+                live.outbound.max_messages,
+            )
+            await self._close_quietly(live, "client_not_reading")
+            # The status goes out after what gRPC already holds for the client; a client that
+            # never reads never takes it, so after a grace period the call is cancelled.
+            abort = asyncio.ensure_future(
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _NOT_READING)
+            )
+            await asyncio.wait([abort], timeout=5.0)
+            if not abort.done() and handler is not None:
+                handler.cancel()
+            abort.cancel()
+            await asyncio.gather(abort, return_exceptions=True)
+        elif live.writer.overflowed.is_set() and not live.closed.is_set():
+            await self._end_for_store_outage(live)
+
+    async def _end_for_store_outage(self, live: LiveSession) -> None:
+        """Postgres has refused writes for longer than the writer's buffer: the session is
+        told, and ended through its workflow (or closed here if that cannot be done soon).
+        What the writer holds is kept and written when Postgres is back."""
+        message = _store_outage_message(live)
+        log.error("session %s: %s", live.session_id, message)
+        live.send(
+            pb.ServerMessage(
+                error=pb.Error(
+                    code=grpc.StatusCode.UNAVAILABLE.value[0], message=message, fatal=True
+                )
+            )
+        )
+        try:
+            async with asyncio.timeout(STORE_OUTAGE_END_WAIT):
+                await self.gw.workflow(live.session_id).execute_update(
+                    SessionWorkflow.end, EndRequest(reason="event_store_unavailable")
+                )
+        except Exception as exc:
+            log.warning(
+                "session %s: the workflow did not end the session within %.0fs (%s: %s); "
+                "closing the stream here",
+                live.session_id,
+                STORE_OUTAGE_END_WAIT,
+                type(exc).__name__,
+                exc,
+            )
+        await self._close_quietly(live, "event_store_unavailable")
 
     async def _read(
         self, live: LiveSession, request_iterator: AsyncIterator[pb.ClientMessage]
-    ) -> None:
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """Hands each client message to the session. Never ends silently: when it must stop
+        the stream it says why, as a fatal Error and as the status it returns for the call
+        (None: the client closed its side, or the session ended and the client was told)."""
         try:
             async for message in request_iterator:
                 if live.closed.is_set():
                     break
                 await live.handle(message)
-        except WriterConflict as exc:
-            log.error("session %s: %s", live.session_id, exc)
-            live.outbound.put_nowait(
-                pb.ServerMessage(
-                    error=pb.Error(
-                        code=grpc.StatusCode.ABORTED.value[0],
-                        message=f"another process is writing this session: {exc}",
-                        fatal=True,
-                    )
-                )
-            )
-            live.outbound.put_nowait(None)
-            return
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             raise
-        await live.close(reason="client_closed")
+        except WriterConflict as exc:
+            log.error("session %s: %s", live.session_id, exc)
+            return self._fatal(
+                live, grpc.StatusCode.ABORTED, f"another process is writing this session: {exc}"
+            )
+        except StoreError as exc:
+            log.error("session %s: the event log cannot be written: %s", live.session_id, exc)
+            return self._fatal(
+                live,
+                grpc.StatusCode.UNAVAILABLE,
+                f"this session's event log cannot be written ({exc}); re-attach to go on",
+            )
+        except Exception as exc:
+            if store_unavailable(exc):
+                log.warning("session %s: event store unreachable: %s", live.session_id, exc)
+                return self._fatal(
+                    live,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the event store is unreachable ({type(exc).__name__}); re-attach in a "
+                    "few seconds",
+                )
+            log.exception("session %s: the stream's reader failed", live.session_id)
+            return self._fatal(
+                live,
+                grpc.StatusCode.INTERNAL,
+                f"the gateway failed reading this stream ({type(exc).__name__}); the failure "
+                "is logged; re-attach to go on",
+            )
+        await self._close_quietly(live, "client_closed")
+        return None
+
+    @staticmethod
+    def _fatal(
+        live: LiveSession, code: grpc.StatusCode, message: str
+    ) -> tuple[grpc.StatusCode, str]:
+        live.outbound.put_nowait(
+            pb.ServerMessage(error=pb.Error(code=code.value[0], message=message, fatal=True))
+        )
+        live.outbound.put_nowait(None)
+        return code, message
 
     # ---- EndSession, GetSession, ListSessions ----
 
@@ -266,11 +412,10 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         self, request: pb.EndSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.EndSessionResponse:
         record = await self._existing(request.session_id, context)
-        if len(request.reason) > MAX_END_REASON:
-            await abort_invalid(
-                context,
-                validation.InvalidField("reason", f"must be at most {MAX_END_REASON} characters"),
-            )
+        try:
+            validation.validate_end_reason(request.reason)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
         if record.status == "active":
             reason = request.reason or "ended_by_client"
             try:
@@ -311,10 +456,20 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         )
         more = len(records) > page_size
         records = records[:page_size]
+        # Fewer than page_size when the page would pass MAX_LIST_BYTES (sessions carry their
+        # prompts); always at least one, so paging moves on.
+        messages: list[pb.Session] = []
+        size = 0
+        for record in records:
+            message = session_message(record)
+            size += message.ByteSize() + 8
+            if messages and size > MAX_LIST_BYTES:
+                more = True
+                break
+            messages.append(message)
+        records = records[: len(messages)]
         token = encode_page_token(records[-1]) if more and records else ""
-        return pb.ListSessionsResponse(
-            sessions=[session_message(r) for r in records], next_page_token=token
-        )
+        return pb.ListSessionsResponse(sessions=messages, next_page_token=token)
 
     async def _existing(self, session_id: str, context: grpc.aio.ServicerContext) -> SessionRecord:
         try:
@@ -325,6 +480,22 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {session_id!r}")
         return record
+
+
+_NOT_READING = (
+    "the client stopped reading this stream, and what it had not read passed the gateway's "
+    "bound (EARPIECE_OUTBOUND_MAX_BYTES / EARPIECE_OUTBOUND_MAX_MESSAGES); read the stream "
+    "continuously, then re-attach"
+)
+
+
+def _store_outage_message(live: LiveSession) -> str:
+    return (
+        f"the event store (Postgres) has been unreachable for {live.writer.failing_for:.0f}s, "
+        f"longer than this session may buffer ({live.writer.buffer_seconds:.0f}s), so the "
+        f"session has ended; the {live.writer.pending_events} events accepted meanwhile are "
+        "kept and written when it is back. Start a new session once Postgres is reachable"
+    )
 
 
 def encode_page_token(record: SessionRecord) -> str:
