@@ -9,8 +9,10 @@ opens a real WebSocket to the simulator, runs the tool in-process and answers th
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
+import pytest
 from agents import function_tool
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 
@@ -74,6 +76,20 @@ async def _events_until_second_audio_end(session: RealtimeSession) -> list[Any]:
     raise AssertionError("the session ended before the follow-up was spoken")
 
 
+def _user_transcripts(events: list[Any]) -> list[str]:
+    """The user's transcripts in the SDK's latest history among `events`."""
+    updates = [e for e in events if e.type == "history_updated"]
+    if not updates:
+        return []
+    return [
+        part.transcript
+        for item in updates[-1].history
+        if item.type == "message" and item.role == "user"
+        for part in item.content
+        if part.type == "input_audio" and part.transcript
+    ]
+
+
 def _sdk_errors(seen: list[Any]) -> list[Any]:
     return [
         e.data
@@ -114,21 +130,50 @@ async def test_agents_sdk_text_turn_with_a_tool_call(start_simulator: StartSimul
     server.raise_if_failed()
 
 
-async def test_agents_sdk_spoken_turn_through_server_vad(start_simulator: StartSimulator) -> None:
-    """Audio in through the simulator's VAD; the SDK sees the turn, the transcript and the call."""
+def _seed_transcribing(first: bool) -> int:
+    """A timing seed whose first turn's transcript comes before (or after) response.created."""
+    return next(
+        seed
+        for seed in range(100)
+        if (random.Random(f"transcription:{seed}:0").random() < 0.5) == first
+    )
+
+
+@pytest.mark.parametrize("transcript_first", [True, False], ids=["transcript-first", "late"])
+async def test_agents_sdk_spoken_turn_through_semantic_vad(
+    start_simulator: StartSimulator, transcript_first: bool
+) -> None:
+    """Audio in through the simulator's VAD (the SDK asks for semantic_vad); the SDK sees the
+    turn, the transcript whichever side of response.created it lands, and the call."""
     checked_answers.clear()
-    server = await start_simulator(CHECK_SCENARIO)
+    seed = _seed_transcribing(transcript_first)
+    server = await start_simulator(
+        {**CHECK_SCENARIO, "session": {**CHECK_SCENARIO["session"], "seed": seed}}
+    )
     session = await _open(server)
     async with session:
         audio = silence(300) + synthesize_speech("Is nine twelfths right?") + silence(900)
         for offset in range(0, len(audio), 960):
             await session.send_audio(audio[offset : offset + 960])
         seen = await _events_until_second_audio_end(session)
+        transcripts = _user_transcripts(seen)
+        if not transcripts:  # a late transcript: keep reading until the SDK has it
+            async with asyncio.timeout(5):
+                async for event in session:
+                    transcripts = _user_transcripts([event])
+                    if transcripts:
+                        break
+        assert transcripts == ["Is nine twelfths right?"]
     kinds = [e.type for e in seen]
     assert "tool_end" in kinds
     assert checked_answers == ["9/12"]
     assert _sdk_errors(seen) == []
     sim = server.sessions[0]
+    turn_detection = sim.session_config["audio"]["input"]["turn_detection"]
+    assert turn_detection["type"] == "semantic_vad"
+    kinds = [e["type"] for e in sim.sent_events()]
+    transcribed = kinds.index("conversation.item.input_audio_transcription.completed")
+    assert (transcribed < kinds.index("response.created")) == transcript_first
     assert sim.sent_events("input_audio_buffer.speech_started")
     assert sim.sent_events("input_audio_buffer.committed")
     assert sim.conversation.unanswered_call_ids() == []
