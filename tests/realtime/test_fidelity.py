@@ -626,3 +626,22 @@ async def test_g711_in_and_out(
         )
         > 3000
     )
+
+
+async def test_rough_edges_scenario(
+    start_simulator: StartSimulator, sdk_connect: SdkConnect
+) -> None:
+    server = await start_simulator("rough_edges")
+    sdk = await sdk_connect(server)
+    await sdk.configure(create_response=True)
+    outcomes = []
+    for line in ("Mumble mumble.", "Tell me about fractions.", "Are you still there?"):
+        await sdk.speak(line)
+        events = await sdk.until("response.done")
+        transcription = next(e["type"] for e in events if "input_audio_transcription." in e["type"])
+        outcomes.append((transcription.rsplit(".", 1)[-1], events[-1]["response"]["status"]))
+    assert outcomes == [
+        ("failed", "incomplete"),
+        ("delta", "failed"),
+        ("delta", "completed"),
+    ]
