@@ -62,6 +62,14 @@ def add_prompt_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="the session configures tools (require the finish-your-sentence rule)",
     )
+    lint.add_argument(
+        "--language",
+        metavar="LANG",
+        help=(
+            "the language raw prompt text is written in (a name or code: Spanish, fr, Deutsch), "
+            "for its hedge list; detected when omitted, and a persona's own field wins"
+        ),
+    )
     lint.add_argument("--json", action="store_true", help="machine-readable output")
     lint.set_defaults(func=cmd_prompt_lint)
 
@@ -112,7 +120,7 @@ def _compiled_dict(compiled: CompiledPersona) -> dict[str, Any]:
     }
 
 
-def _lint_one(name: str, *, tools: bool) -> dict[str, Any]:
+def _lint_one(name: str, *, tools: bool, language: str | None = None) -> dict[str, Any]:
     """Lint one file into a JSON-able report (a spec error is reported, not raised)."""
     report: dict[str, Any] = {"file": name, "persona": None, "prompt_hash": None}
     try:
@@ -131,9 +139,10 @@ def _lint_one(name: str, *, tools: bool) -> dict[str, Any]:
             return report
         text = compiled.instructions
         tools = tools or bool(compiled.tools)
+        language = compiled.spec.language
         report["persona"] = compiled.persona_name
         report["prompt_hash"] = compiled.prompt_hash
-    findings = lint_prompt(text, tools_configured=tools)
+    findings = lint_prompt(text, tools_configured=tools, language=language)
     report["findings"] = [f.to_dict() for f in findings]
     report["errors"] = sum(f.severity == Severity.ERROR for f in findings)
     report["warnings"] = sum(f.severity == Severity.WARNING for f in findings)
@@ -156,7 +165,8 @@ def _plural(count: int, word: str) -> str:
 
 def cmd_prompt_lint(args: argparse.Namespace) -> int:
     """Lint each file; exit 1 if any has errors, 2 if one cannot be read, else 0."""
-    reports = [_lint_one(name, tools=args.tools) for name in args.files]
+    language = getattr(args, "language", None)
+    reports = [_lint_one(name, tools=args.tools, language=language) for name in args.files]
     unreadable = any("read_error" in r for r in reports)
     errors = sum(r.get("errors", 0) for r in reports)
     warnings = sum(r.get("warnings", 0) for r in reports)

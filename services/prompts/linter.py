@@ -8,16 +8,31 @@ formatting, missing voice-first framing or tool-ordering rule, a briefing too sh
 a session). Every finding names its line, says why it matters in Realtime, and suggests a
 rewrite in the shape the notes recommend: "When the user …, you …".
 
-Detection is deliberately shape-based: a plain briefing that merely uses words such as
-"example", "user" or "assistant", or a lone "Q:" in prose, produces nothing.
+Detection is deliberately shape-based. Dialogues in any labels, language or markup are found
+by their alternation (:mod:`services.prompts.dialogue`); the older checks here catch the
+single-line shapes (Q:/A: pairs, "Example user:" turns, scripted "user says … → you say …"
+replies, quoted exchanges). Hedges are matched in the prompt's language
+(:mod:`services.prompts.hedges`). A plain briefing that merely uses words such as "example",
+"user" or "assistant", or a lone "Q:" in prose, produces nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+from collections.abc import Iterable, Iterator
+
+from services.prompts.dialogue import behaviour_rewrite, find_dialogues
+from services.prompts.findings import (
+    BULLET_RUN_LIMIT,
+    MIN_BRIEFING_WORDS,
+    RULES,
+    Finding,
+    RuleInfo,
+    Severity,
+    make_finding,
+)
+from services.prompts.hedges import hedge_findings, resolve_language, rewrite_without_hedges
+from services.prompts.shapes import QUOTE, QUOTE_RE, WORD_RE, clip
 
 __all__ = [
     "BULLET_RUN_LIMIT",
@@ -30,175 +45,12 @@ __all__ = [
     "rewrite_without_hedges",
 ]
 
-# A briefing must at least cover who the persona is, tone, pacing, confusion, off-topic and a
-# couple of "When the user …, you …" rules: about six essentials of one imperative sentence
-# (~20 words) each. Below 120 words something on that list is missing, and in Realtime
-# whatever the briefing leaves out the model improvises for the whole session.
-MIN_BRIEFING_WORDS = 120
-
-# Six short bullets can still be one spoken thought; seven or more in a row reads as a memo.
-BULLET_RUN_LIMIT = 6
-
-
-class Severity(StrEnum):
-    """Errors reject a prompt; warnings are reported and recorded but let the session start."""
-
-    ERROR = "error"
-    WARNING = "warning"
-
-
-@dataclass(frozen=True, slots=True)
-class RuleInfo:
-    """A lint rule's stable id, severity, and why it matters in a Realtime session."""
-
-    id: str
-    severity: Severity
-    title: str
-    why: str
-
-
-_FEW_SHOT_WHY = (
-    "Realtime takes example turns in the instructions for real conversation turns, so the "
-    "model loses track of where the conversation actually started; a rule generalises where "
-    "an example gets replayed."
-)
-_MEMO_WHY = (
-    "The instructions are a briefing the model carries as a spoken personality, and a prompt "
-    "that reads like a memo performs like one: it pulls the model toward structured text that "
-    "sounds robotic aloud."
-)
-
-RULES: dict[str, RuleInfo] = {
-    info.id: info
-    for info in (
-        RuleInfo(
-            "few-shot-example-turn",
-            Severity.ERROR,
-            'labelled example turn ("Example user: …", "Example AI: …")',
-            _FEW_SHOT_WHY,
-        ),
-        RuleInfo(
-            "few-shot-dialogue",
-            Severity.ERROR,
-            'speaker-labelled transcript ("User: … / Assistant: …")',
-            _FEW_SHOT_WHY,
-        ),
-        RuleInfo("few-shot-qa", Severity.ERROR, 'Q:/A: example pair ("Q: … A: …")', _FEW_SHOT_WHY),
-        RuleInfo(
-            "few-shot-says",
-            Severity.ERROR,
-            "scripted reply (\"user says … → you say …\", \"if the user says 'x', say 'y'\")",
-            _FEW_SHOT_WHY,
-        ),
-        RuleInfo(
-            "few-shot-quoted-exchange",
-            Severity.ERROR,
-            'quoted exchange ("…" — "…")',
-            _FEW_SHOT_WHY,
-        ),
-        RuleInfo(
-            "hedge",
-            Severity.WARNING,
-            "hedged instruction",
-            "The model reads a hedge such as “typically” as a hint, not a rule, and ignores "
-            "it about half the time over a long session.",
-        ),
-        RuleInfo(
-            "no-voice-first",
-            Severity.WARNING,
-            "no voice-first framing",
-            "Without voice-first framing the model falls back to its multi-paragraph text "
-            "style, which sounds robotic aloud; the framing cuts verbosity by about half.",
-        ),
-        RuleInfo(
-            "no-tool-ordering",
-            Severity.WARNING,
-            "tools configured but no rule to finish the sentence first",
-            "A tool call made mid-sentence cuts the audio off and sounds like a glitch; a "
-            "plain ordering rule removes about 80% of those cuts.",
-        ),
-        RuleInfo("memo-heading", Severity.WARNING, "markdown heading", _MEMO_WHY),
-        RuleInfo("memo-table", Severity.WARNING, "markdown table", _MEMO_WHY),
-        RuleInfo(
-            "memo-bullets",
-            Severity.WARNING,
-            f"long bullet list (more than {BULLET_RUN_LIMIT} in a row)",
-            _MEMO_WHY,
-        ),
-        RuleInfo(
-            "tool-not-configured",
-            Severity.WARNING,
-            "the persona tells the model to call a tool the session does not configure",
-            "A briefing is the model's whole plan for the session, so a tool it is told to "
-            "call but cannot reach leaves it stuck mid-task with no way to correct course.",
-        ),
-        RuleInfo(
-            "tool-not-described",
-            Severity.WARNING,
-            "the session configures a tool the instructions never mention",
-            "Anything the briefing leaves out the model improvises for the whole session, "
-            "including when to call a tool it was never told about.",
-        ),
-        RuleInfo(
-            "too-short",
-            Severity.WARNING,
-            f"too short to be a full briefing (under {MIN_BRIEFING_WORDS} words)",
-            "A live session has no turn to inject corrections into, so whatever the briefing "
-            "leaves out the model improvises for the whole session; a denser spec outperforms "
-            "a minimal one.",
-        ),
-    )
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One lint result, with enough context to fix the prompt without reading the notes."""
-
-    severity: Severity
-    rule: str
-    line: int
-    excerpt: str
-    message: str
-    why: str
-    rewrite: str
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain JSON-able form, for the CLI's --json and for gRPC error details."""
-        data = asdict(self)
-        data["severity"] = self.severity.value
-        return data
-
-
-def _finding(rule: str, *, line: int, excerpt: str, rewrite: str, detail: str = "") -> Finding:
-    info = RULES[rule]
-    message = info.title + (f": {detail}" if detail else "")
-    return Finding(
-        severity=info.severity,
-        rule=rule,
-        line=line,
-        excerpt=_clip(excerpt),
-        message=message,
-        why=info.why,
-        rewrite=rewrite,
-    )
-
-
-def _clip(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
 
 # ---------------------------------------------------------------------------------------------
 # Shared patterns
 
-# A quoted utterance in straight, curly or guillemet quotes; an apostrophe inside a word
-# (I'm, don't) does not close a single-quoted one.
-_QUOTE = (
-    r"(?:\"[^\"\n]+\"|“[^”\n]+”|\u2018[^\u2019\n]+\u2019"
-    r"|(?<![\w'])'(?:[^'\n]|'(?=\w))+'(?!\w)|«[^»\n]+»)"
-)
-_QUOTE_RE = re.compile(_QUOTE)
+_QUOTE = QUOTE
+_QUOTE_RE = QUOTE_RE
 
 # Speaker labels seen in few-shot transcripts.
 _SPEAKERS = (
@@ -250,26 +102,12 @@ _USER_SIDE = {
     "guest",
 }
 _BULLET_PREFIX = r"(?:[-*•>]\s*|\d{1,2}[.)]\s+)*"
-_LABEL_LINE = re.compile(
-    rf"^\s*{_BULLET_PREFIX}(?:\*\*|__)?(?P<label>{_SPEAKER}|(?-i:[A-Z][a-z]+(?: [A-Z][a-z]+)?))"
-    r"(?:\s*\d+)?(?:\s+(?:says|said|asks|asked|replies|replied|responds|answers|turn))?"
-    r"(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?\s*(?P<rest>\S.*)$",
-    re.IGNORECASE,
-)
-# "You: a patient tutor. / User: a beginner." is a cast list, not a transcript.
-_CAST_ENTRY = re.compile(r"^(?:a|an|the)\s+[a-z]")
-_KNOWN_LABEL = re.compile(rf"^{_SPEAKER}$", re.IGNORECASE)
-_TITLE_SPEAKER = "|".join(sorted({s.title() for s in _SPEAKERS} | {s.upper() for s in _SPEAKERS}))
-_INLINE_DIALOGUE = re.compile(
-    rf"(?:^|[\s\"“'(/|>\u2013—-])(?P<a>{_TITLE_SPEAKER})\s*:\s*\S.*?"
-    rf"(?:[\s\"“”'(/|>\u2013—-])(?P<b>{_TITLE_SPEAKER})\s*:\s*\S"
-)
 
 
 def _rewrite_from_utterance(utterance: str | None) -> str:
     """A rule-shaped replacement for an example, anchored on what the example user said."""
     if utterance:
-        said = _clip(utterance.strip().strip("\"“”\u2018\u2019'«»").strip(), 60)
+        said = clip(utterance.strip().strip("\"“”\u2018\u2019'«»").strip(), 60)
         verb = "asks something like" if said.endswith("?") else "says something like"
         return (
             f'Replace the example with a rule: When the user {verb} "{said}", you … '
@@ -308,7 +146,7 @@ def _example_turns(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         label = match.group(0).split(":")[0].strip("/|-\u2013—*_ \t")
         yield (
             index,
-            _finding(
+            make_finding(
                 "few-shot-example-turn",
                 line=index + 1,
                 excerpt=line,
@@ -316,92 +154,6 @@ def _example_turns(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                 rewrite=_rewrite_from_utterance(last_user),
             ),
         )
-
-
-def _is_known(label: str) -> bool:
-    return bool(_KNOWN_LABEL.match(label))
-
-
-def _dialogues(lines: list[str]) -> Iterator[tuple[int, Finding]]:
-    """Runs of speaker-labelled lines that alternate between speakers, and inline transcripts."""
-    labelled: list[tuple[int, str, str]] = []
-    shown: dict[str, str] = {}
-    for index, line in enumerate(lines):
-        match = _LABEL_LINE.match(line)
-        if match:
-            label = match.group("label")
-            labelled.append((index, label.lower(), match.group("rest")))
-            shown.setdefault(label.lower(), label)
-
-    runs: list[list[tuple[int, str, str]]] = []
-    for item in labelled:
-        if runs and item[0] - runs[-1][-1][0] <= 2 and _only_blank(lines, runs[-1][-1][0], item[0]):
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-
-    reported: set[int] = set()
-    for run in runs:
-        block = _dialogue_block(run)
-        if block is None or all(_CAST_ENTRY.match(rest) for _, _, rest in block):
-            continue
-        first = block[0]
-        user_turn = next((rest for _, label, rest in block if label in _USER_SIDE), None)
-        speakers = []
-        for _, label, _ in block:
-            if label not in speakers:
-                speakers.append(label)
-        reported.update(index for index, _, _ in block)
-        yield (
-            first[0],
-            _finding(
-                "few-shot-dialogue",
-                line=first[0] + 1,
-                excerpt=" / ".join(lines[index].strip() for index, _, _ in block[:2]),
-                detail="/".join(shown[s] + ":" for s in speakers[:3]) + " transcript",
-                rewrite=_rewrite_from_utterance(user_turn),
-            ),
-        )
-
-    for index, line in enumerate(lines):
-        if index in reported:
-            continue
-        match = _INLINE_DIALOGUE.search(line)
-        if match and match.group("a").lower() != match.group("b").lower():
-            between = line[match.end("a") : match.start("b")].split(":", 1)[-1]
-            user_turn = between if match.group("a").lower() in _USER_SIDE else None
-            yield (
-                index,
-                _finding(
-                    "few-shot-dialogue",
-                    line=index + 1,
-                    excerpt=line,
-                    detail=f"{match.group('a')}:/{match.group('b')}: transcript on one line",
-                    rewrite=_rewrite_from_utterance(user_turn),
-                ),
-            )
-
-
-def _only_blank(lines: list[str], start: int, end: int) -> bool:
-    return all(not lines[i].strip() for i in range(start + 1, end))
-
-
-def _dialogue_block(run: list[tuple[int, str, str]]) -> list[tuple[int, str, str]] | None:
-    """The part of a run of labelled lines that is a dialogue, if any.
-
-    Two different known speaker labels next to each other are a dialogue ("User:" then
-    "Assistant:"). A name that is not a known label ("Maya:") counts only when it alternates
-    with a known label over at least three lines, so "Name: … / Role: …" settings are not.
-    """
-    for i in range(len(run) - 1):
-        a, b = run[i][1], run[i + 1][1]
-        if a != b and _is_known(a) and _is_known(b):
-            return run
-    for i in range(len(run) - 2):
-        a, b, c = run[i][1], run[i + 1][1], run[i + 2][1]
-        if a == c and a != b and (_is_known(a) or _is_known(b)):
-            return run[i:]
-    return None
 
 
 _Q_LINE = re.compile(
@@ -437,7 +189,7 @@ def _qa_pairs(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                 if _A_LINE.match(follow):
                     yield (
                         index,
-                        _finding(
+                        make_finding(
                             "few-shot-qa",
                             line=index + 1,
                             excerpt=f"{line.strip()} / {follow.strip()}",
@@ -453,7 +205,7 @@ def _qa_pairs(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         if inline:
             yield (
                 index,
-                _finding(
+                make_finding(
                     "few-shot-qa",
                     line=index + 1,
                     excerpt=line,
@@ -494,7 +246,7 @@ def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         if quoted:
             yield (
                 index,
-                _finding(
+                make_finding(
                     "few-shot-says",
                     line=index + 1,
                     excerpt=line,
@@ -517,7 +269,7 @@ def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
             utterance = first.group(0) if first else said.group("what") if said else None
             yield (
                 index,
-                _finding(
+                make_finding(
                     "few-shot-says",
                     line=index + 1,
                     excerpt=line,
@@ -541,7 +293,7 @@ def _quoted_exchanges(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         if pair and (_utterance_like(pair.group("first")) or _utterance_like(pair.group("second"))):
             yield (
                 index,
-                _finding(
+                make_finding(
                     "few-shot-quoted-exchange",
                     line=index + 1,
                     excerpt=line,
@@ -576,7 +328,7 @@ def _quoted_exchanges(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         if any(asks[i] and not asks[i + 1] for i in range(len(asks) - 1)):
             yield (
                 index,
-                _finding(
+                make_finding(
                     "few-shot-quoted-exchange",
                     line=index + 1,
                     excerpt=" / ".join(lines[i].strip() for i in block[:2]),
@@ -587,162 +339,37 @@ def _quoted_exchanges(lines: list[str]) -> Iterator[tuple[int, Finding]]:
         index = probe
 
 
+def _claimed_by_labels(lines: list[str]) -> set[int]:
+    """Lines the Q:/A: and "Example user:" checks own, so the dialogue detector skips them."""
+    return {
+        index
+        for index, line in enumerate(lines)
+        if _Q_LINE.match(line) or _A_LINE.match(line) or _EXAMPLE_TURN.search(line)
+    }
+
+
 def _few_shot(lines: list[str]) -> list[Finding]:
     found: dict[int, Finding] = {}
-    detectors = (_example_turns, _dialogues, _qa_pairs, _says_lines, _quoted_exchanges)
+    detectors = (_example_turns, _qa_pairs, _says_lines, _quoted_exchanges)
     for detector in detectors:
         for index, finding in detector(lines):
             found.setdefault(index, finding)
+    for dialogue in find_dialogues(lines, claimed=_claimed_by_labels(lines) | set(found)):
+        labels = dialogue.labels()
+        found.setdefault(
+            dialogue.first_line,
+            make_finding(
+                "few-shot-dialogue",
+                line=dialogue.first_line + 1,
+                excerpt=" / ".join(f"{t.label}: {t.text}" for t in dialogue.turns[:2]),
+                detail=(
+                    f"{'/'.join(labels[:3])} taking turns ({len(dialogue.turns)} turns, "
+                    f"{dialogue.shape})"
+                ),
+                rewrite=behaviour_rewrite(dialogue),
+            ),
+        )
     return list(found.values())
-
-
-# ---------------------------------------------------------------------------------------------
-# Hedges
-
-_HEDGES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern, re.IGNORECASE))
-    for name, pattern in (
-        ("typically", r"\btypically\b"),
-        ("usually", r"\busually\b"),
-        ("generally", r"\bgenerally\b"),
-        ("try to", r"\b(?:try|tries|trying|tried)\s+(?:to|and)\b"),
-        ("if possible", r"\b(?:if|when|where|whenever|wherever)\s+possible\b"),
-        ("as much as possible", r"\bas\s+(?:much|far)\s+as\s+possible\b"),
-        ("might", r"\bmight\b"),
-        ("ideally", r"\bideally\b"),
-        ("perhaps", r"\bperhaps\b"),
-        ("probably", r"\bprobably\b"),
-        ("tend to", r"\btend(?:s|ed)?\s+to\b"),
-    )
-)
-
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"”\u2019)]?\s+(?=[\"“\u2018(]?[A-Z0-9])")
-
-
-def _mask_quotes(line: str) -> str:
-    """Blank out quoted speech so a hedge the user might say is not read as an instruction."""
-    return _QUOTE_RE.sub(lambda m: " " * len(m.group(0)), line)
-
-
-def _sentences(line: str) -> Iterator[tuple[int, str]]:
-    start = 0
-    for match in _SENTENCE_SPLIT.finditer(line):
-        yield start, line[start : match.start()]
-        start = match.end()
-    yield start, line[start:]
-
-
-def _hedges(lines: list[str]) -> list[Finding]:
-    findings: list[Finding] = []
-    for index, line in enumerate(lines):
-        masked = _mask_quotes(line)
-        for offset, sentence in _sentences(line):
-            masked_sentence = masked[offset : offset + len(sentence)]
-            names = [name for name, pattern in _HEDGES if pattern.search(masked_sentence)]
-            if not names:
-                continue
-            # "as much as possible" also contains no other hedge; report the phrase once.
-            listed = ", ".join(f'"{name}"' for name in names)
-            findings.append(
-                _finding(
-                    "hedge",
-                    line=index + 1,
-                    excerpt=sentence,
-                    detail=listed,
-                    rewrite=rewrite_without_hedges(sentence),
-                )
-            )
-    return findings
-
-
-def _third_person(verb: str) -> str:
-    irregular = {"be": "is", "have": "has", "do": "does", "go": "goes", "can": "can"}
-    lower = verb.lower()
-    if lower in irregular:
-        return irregular[lower]
-    if re.search(r"[^aeiou]y$", lower):
-        return verb[:-1] + "ies"
-    if re.search(r"(?:s|sh|ch|x|z|o)$", lower):
-        return verb + "es"
-    return verb + "s"
-
-
-def _gerund(verb: str) -> str:
-    lower = verb.lower()
-    if lower == "be":
-        return "being"
-    if lower.endswith("ie"):
-        return verb[:-2] + "ying"
-    if lower.endswith("e") and not lower.endswith(("ee", "ye", "oe")):
-        return verb[:-1] + "ing"
-    return verb + "ing"
-
-
-def _past(verb: str) -> str:
-    lower = verb.lower()
-    if lower.endswith("e"):
-        return verb + "d"
-    if re.search(r"[^aeiou]y$", lower):
-        return verb[:-1] + "ied"
-    return verb + "ed"
-
-
-def _plural_subject(word: str) -> bool:
-    lower = word.lower()
-    return lower in {"you", "they", "we", "i", "users", "people"} or (
-        lower.endswith("s") and lower not in {"this", "its", "is", "was", "has", "his"}
-    )
-
-
-def _might(match: re.Match[str]) -> str:
-    subject, negation, verb = match.group("subject"), match.group("not"), match.group("verb")
-    if verb.lower() in {"want", "wish", "like"} and not negation and subject.lower() != "you":
-        return f"{subject} {verb if _plural_subject(subject) else _third_person(verb)}"
-    if subject.lower() == "you":
-        return f"{subject} do not {verb}" if negation else f"{subject} {verb}"
-    if negation:
-        return f"{subject} can fail to {verb}"
-    return f"{subject} can {verb}"
-
-
-_Replacement = str | Callable[[re.Match[str]], str]
-_REWRITES: tuple[tuple[re.Pattern[str], _Replacement], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), replacement)
-    for pattern, replacement in (
-        (r"\byou\s+(?:might|may)\s+(?:want|wish|like)\s+to\s+", ""),
-        (r"\btries\s+(?:to|and)\s+(\w+)", lambda m: _third_person(m.group(1))),
-        (r"\btrying\s+(?:to|and)\s+(\w+)", lambda m: _gerund(m.group(1))),
-        (r"\btried\s+(?:to|and)\s+(\w+)", lambda m: _past(m.group(1))),
-        (r"\btry\s+(?:to|and)\s+", ""),
-        (r"\btends\s+to\s+(\w+)", lambda m: _third_person(m.group(1))),
-        (r"\btended\s+to\s+(\w+)", lambda m: _past(m.group(1))),
-        (r"\btend\s+to\s+", ""),
-        (r",?\s*\b(?:if|when|where|whenever|wherever)\s+possible\b\s*,?", " "),
-        (r",?\s*\bas\s+(?:much|far)\s+as\s+possible\b", ""),
-        (r"\bgenerally\s+speaking\b,?\s*", ""),
-        (r"\b(?:typically|usually|generally|ideally|perhaps|probably)\b,?\s*", ""),
-        (r"(?P<subject>\b\w+)\s+might\s+(?P<not>not\s+)?(?P<verb>\w+)", _might),
-        (r"\bmight\b", "can"),
-    )
-)
-
-
-_LIST_MARKER = re.compile(r"^(?:[-*+\u2022>]|\d{1,2}[.)])\s+")
-
-
-def rewrite_without_hedges(sentence: str) -> str:
-    """The same sentence with its hedges removed, worded as a firm rule."""
-    text = _LIST_MARKER.sub("", sentence.strip())
-    for pattern, replacement in _REWRITES:
-        text = pattern.sub(replacement, text)
-    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
-    text = re.sub(r",\s*,", ",", text)
-    text = re.sub(r"([,;:])(?=[.!?])", "", text)
-    text = re.sub(r"^[,;:\s]+", "", text)
-    text = re.sub(r"\s{2,}", " ", text).strip()
-    if text[:1].islower():
-        text = text[0].upper() + text[1:]
-    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -758,7 +385,7 @@ _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,2}[.)])\s+\S")
 
 def _heading_rewrite(title: str) -> str:
     return (
-        f'Drop the heading "{_clip(title, 40)}" and say that part as sentences about the '
+        f'Drop the heading "{clip(title, 40)}" and say that part as sentences about the '
         'person: "You …; when the user …, you …".'
     )
 
@@ -769,7 +396,7 @@ def _memo(lines: list[str]) -> list[Finding]:
         heading = _ATX_HEADING.match(line) or _BOLD_HEADING.match(line)
         if heading:
             findings.append(
-                _finding(
+                make_finding(
                     "memo-heading",
                     line=index + 1,
                     excerpt=line,
@@ -784,7 +411,7 @@ def _memo(lines: list[str]) -> list[Finding]:
             and not _TABLE_ROW.match(lines[index - 1])
         ):
             findings.append(
-                _finding(
+                make_finding(
                     "memo-heading",
                     line=index,
                     excerpt=lines[index - 1],
@@ -834,7 +461,7 @@ def _tables(lines: list[str]) -> Iterator[Finding]:
                 )
             else:
                 rewrite = 'Say each row as a rule instead: "When the user …, you …."'
-            yield _finding(
+            yield make_finding(
                 "memo-table",
                 line=index + 1,
                 excerpt=rows[0],
@@ -856,7 +483,7 @@ def _bullet_runs(lines: list[str]) -> Iterator[Finding]:
             continue  # a loose list or a wrapped bullet continues the run
         else:
             if start is not None and count > BULLET_RUN_LIMIT:
-                yield _finding(
+                yield make_finding(
                     "memo-bullets",
                     line=start + 1,
                     excerpt=lines[start],
@@ -878,7 +505,12 @@ _VOICE_FIRST = re.compile(
     r"|\b(?:1|one)\s*(?:-|\u2013|to|or)\s*(?:2|two|3|three)\s+(?:short\s+)?sentences\b"
     r"|\ba\s+sentence\s+or\s+two\b"
     r"|\b(?:at\s+most|no\s+more\s+than|under)\s+(?:one|two|three|1|2|3)\s+(?:short\s+)?sentences?\b"
-    r"|\b(?:two|three|2|3)\s+sentences\s+or\s+(?:fewer|less)\b",
+    r"|\b(?:two|three|2|3)\s+sentences\s+or\s+(?:fewer|less)\b"
+    # The same framing in Spanish, French and German: "en una o dos frases", "en une ou deux
+    # phrases", "in ein bis zwei Sätzen".
+    r"|\b(?:una|1)\s*(?:o|-|\u2013|a)\s*(?:dos|2)\s+frases\b"
+    r"|\b(?:une|1)\s*(?:ou|-|\u2013|\u00e0)\s*(?:deux|2)\s+phrases\b"
+    r"|\b(?:ein(?:em)?|1)\s*(?:bis|oder|-|\u2013)\s*(?:zwei|2)\s+s\u00e4tze?n?\b",
     re.IGNORECASE,
 )
 
@@ -893,14 +525,12 @@ _TOOL_ORDER = re.compile(
     re.IGNORECASE,
 )
 
-_WORD = re.compile(r"[A-Za-z0-9][\w'\u2019-]*")
-
 
 def _whole_prompt(text: str, *, tools_configured: bool) -> list[Finding]:
     findings: list[Finding] = []
     if not _VOICE_FIRST.search(text):
         findings.append(
-            _finding(
+            make_finding(
                 "no-voice-first",
                 line=1,
                 excerpt="",
@@ -912,7 +542,7 @@ def _whole_prompt(text: str, *, tools_configured: bool) -> list[Finding]:
         )
     if tools_configured and not _TOOL_ORDER.search(text):
         findings.append(
-            _finding(
+            make_finding(
                 "no-tool-ordering",
                 line=1,
                 excerpt="",
@@ -922,10 +552,10 @@ def _whole_prompt(text: str, *, tools_configured: bool) -> list[Finding]:
                 ),
             )
         )
-    words = len(_WORD.findall(text))
+    words = len(WORD_RE.findall(text))
     if words < MIN_BRIEFING_WORDS:
         findings.append(
-            _finding(
+            make_finding(
                 "too-short",
                 line=1,
                 excerpt="",
@@ -944,12 +574,16 @@ def _whole_prompt(text: str, *, tools_configured: bool) -> list[Finding]:
 _SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1}
 
 
-def lint_prompt(text: str, *, tools_configured: bool) -> list[Finding]:
-    """Lint prompt text; findings are sorted by line, errors first within a line."""
+def lint_prompt(text: str, *, tools_configured: bool, language: str | None = None) -> list[Finding]:
+    """Lint prompt text; findings are sorted by line, errors first within a line.
+
+    ``language`` is what a persona declares ("Spanish", "fr", "Deutsch mit Sie"); it picks the
+    hedge list. Without it the language is detected from the text, English when unclear.
+    """
     lines = text.splitlines()
     findings: Iterable[Finding] = [
         *_few_shot(lines),
-        *_hedges(lines),
+        *hedge_findings(lines, resolve_language(language, text)),
         *_memo(lines),
         *_whole_prompt(text, tools_configured=tools_configured),
     ]

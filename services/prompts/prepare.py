@@ -111,9 +111,10 @@ def prepare_prompt(
     """Compile or take the instructions, lint them, and return them with hash and warnings.
 
     Exactly one of ``persona_yaml`` and ``instructions`` must be non-blank. ``tools`` are the
-    names of the tools the session configures. Raises PersonaSpecError for an invalid spec,
-    PromptRejected when lint finds errors, PromptSourceError for neither/both; all three are
-    PromptError.
+    names of the tools the session configures. A persona's declared ``language`` picks the
+    hedge list; raw instructions declare none, so theirs is detected from the text. Raises
+    PersonaSpecError for an invalid spec, PromptRejected when lint finds errors,
+    PromptSourceError for neither/both; all three are PromptError.
     """
     has_persona, has_instructions = _given(persona_yaml), _given(instructions)
     if has_persona == has_instructions:
@@ -131,11 +132,12 @@ def prepare_prompt(
         speed: float | None = compiled.speed
         name: str | None = compiled.persona_name
         persona_tools: Sequence[str] | None = compiled.tools
+        language: str | None = spec.language
     else:
         assert instructions is not None
         text = instructions
-        voice = speed = name = persona_tools = None
-    findings = lint_prompt(text, tools_configured=bool(session_tools))
+        voice = speed = name = persona_tools = language = None
+    findings = lint_prompt(text, tools_configured=bool(session_tools), language=language)
     findings += _tool_findings(text, session_tools=session_tools, persona_tools=persona_tools)
     if any(f.severity == Severity.ERROR for f in findings):
         raise PromptRejected(findings)

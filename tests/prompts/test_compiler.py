@@ -18,7 +18,7 @@ from services.prompts import (
     load_persona,
     prompt_hash,
 )
-from services.prompts.linter import _HEDGES
+from services.prompts.hedges import hedge_patterns
 from tests.prompts.test_spec import EXAMPLES, dump, minimal
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -111,7 +111,7 @@ def test_briefing_is_second_person_imperative_prose() -> None:
     for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text):
         assert sentence.startswith(openers), sentence
     assert not re.search(r"^\s*(?:#|[-*•]\s|\d+[.)]\s|\|)", text, re.MULTILINE)
-    assert not any(pattern.search(text) for _, pattern in _HEDGES)
+    assert not any(pattern.search(text) for pattern in hedge_patterns())
 
 
 def test_no_tools_means_no_tool_paragraph() -> None:

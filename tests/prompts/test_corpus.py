@@ -2,8 +2,9 @@
 
 Each corpus file is a prompt with YAML front matter (between ``---`` lines) that says which
 rules it must produce (``must``), must not produce (``must_not``), whether nothing else may
-fire (``only``), and optionally the exact set of lines per rule (``lines``). Line numbers count from
-the first line after the front matter, as the linter sees the prompt.
+fire (``only``), optionally the exact set of lines per rule (``lines``), and the language a persona
+would declare (``language``; without it the linter detects one). Line numbers count from the
+first line after the front matter, as the linter sees the prompt.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from services.prompts import RULES, Severity, lint_prompt
-from services.prompts.linter import _HEDGES
+from services.prompts.hedges import hedge_patterns
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -29,6 +30,7 @@ class Case:
     name: str
     body: str
     tools_configured: bool
+    language: str | None
     must: frozenset[str]
     must_not: frozenset[str]
     only: bool
@@ -40,7 +42,8 @@ def _load(path: Path) -> Case:
     assert raw.startswith("---\n"), f"{path.name}: no front matter"
     front, body = raw[4:].split("\n---\n", 1)
     meta: dict[str, Any] = yaml.safe_load(front)
-    unknown = set(meta) - {"description", "tools_configured", "must", "must_not", "only", "lines"}
+    known = {"description", "tools_configured", "language", "must", "must_not", "only", "lines"}
+    unknown = set(meta) - known
     assert not unknown, f"{path.name}: unknown front-matter keys {unknown}"
     for rule in [*meta.get("must", []), *meta.get("must_not", []), *meta.get("lines", {})]:
         assert rule in RULES, f"{path.name}: unknown rule {rule!r}"
@@ -48,6 +51,7 @@ def _load(path: Path) -> Case:
         name=path.stem,
         body=body,
         tools_configured=bool(meta.get("tools_configured", False)),
+        language=meta.get("language"),
         must=frozenset(meta.get("must", [])),
         must_not=frozenset(meta.get("must_not", [])),
         only=bool(meta.get("only", False)),
@@ -60,7 +64,9 @@ CASES = [_load(path) for path in sorted(CORPUS.glob("*.txt"))]
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_corpus_case(case: Case) -> None:
-    findings = lint_prompt(case.body, tools_configured=case.tools_configured)
+    findings = lint_prompt(
+        case.body, tools_configured=case.tools_configured, language=case.language
+    )
     fired = {f.rule for f in findings}
     report = "\n".join(f"  {f.line}: {f.rule}: {f.excerpt}" for f in findings) or "  (none)"
     assert case.must <= fired, f"missing {sorted(case.must - fired)}; got:\n{report}"
@@ -76,7 +82,9 @@ def test_corpus_case(case: Case) -> None:
 def test_every_finding_is_actionable(case: Case) -> None:
     """Each finding carries its line, why it matters, and a rule-shaped rewrite."""
     line_count = max(1, len(case.body.splitlines()))
-    for finding in lint_prompt(case.body, tools_configured=case.tools_configured):
+    for finding in lint_prompt(
+        case.body, tools_configured=case.tools_configured, language=case.language
+    ):
         info = RULES[finding.rule]
         assert finding.severity == info.severity
         assert 1 <= finding.line <= line_count
@@ -91,7 +99,7 @@ def test_every_finding_is_actionable(case: Case) -> None:
         if finding.rule == "hedge":
             assert finding.excerpt
             rewrite = finding.rewrite
-            assert not any(pattern.search(rewrite) for _, pattern in _HEDGES), rewrite
+            assert not any(pattern.search(rewrite) for pattern in hedge_patterns()), rewrite
             assert rewrite[:1].isupper()
 
 
@@ -114,6 +122,7 @@ def test_rule_ids_are_stable_kebab_case() -> None:
         "few-shot-quoted-exchange",
         "few-shot-says",
         "hedge",
+        "hedge-language-unsupported",
         "memo-bullets",
         "memo-heading",
         "memo-table",
