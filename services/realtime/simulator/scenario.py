@@ -51,19 +51,22 @@ second) from a log-normal spread whose median is the geometric mean of this rang
 to it. The real server generates faster than real time, usually by a lot."""
 _SPEED_SIGMA = 0.35  # ln-space spread: about 68% of draws within 0.7x..1.42x of the median
 
-_SPEED_SCHEMA: dict[str, Any] = {
-    "description": "With realtime pacing: audio generated per second of wall time. A number "
-    "pins it; [min, max] draws each response's speed from a seeded log-normal spread.",
-    "oneOf": [
-        {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-        {
-            "type": "array",
-            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-            "minItems": 2,
-            "maxItems": 2,
-        },
-    ],
-}
+
+def _value_or_range(description: str, **bounds: Any) -> dict[str, Any]:
+    """A schema for one value or a [min, max] pair of them, within `bounds`."""
+    return {
+        "description": description,
+        "oneOf": [bounds, {"type": "array", "items": bounds, "minItems": 2, "maxItems": 2}],
+    }
+
+
+_SPEED_SCHEMA = _value_or_range(
+    "With realtime pacing: audio generated per second of wall time. A number pins it; "
+    "[min, max] draws each response's speed from a seeded log-normal spread.",
+    type="number",
+    exclusiveMinimum=0,
+    maximum=100,
+)
 
 _ENDING_SCHEMA: dict[str, Any] = {
     "description": "End this response other than `completed`.",
@@ -229,18 +232,12 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                         "tokens": {"type": "integer", "minimum": 1},
                     },
                 },
-                "audio_delta_ms": {
-                    "description": "Audio per delta: a fixed size or [min, max].",
-                    "oneOf": [
-                        {"type": "integer", "minimum": 10, "maximum": 1000},
-                        {
-                            "type": "array",
-                            "items": {"type": "integer", "minimum": 10, "maximum": 1000},
-                            "minItems": 2,
-                            "maxItems": 2,
-                        },
-                    ],
-                },
+                "audio_delta_ms": _value_or_range(
+                    "Audio per delta: a fixed size or [min, max].",
+                    type="integer",
+                    minimum=10,
+                    maximum=1000,
+                ),
                 "force_create_response": {
                     "description": "Start a response on every VAD commit even when the session "
                     "says create_response false (provokes the active-response race).",

@@ -753,12 +753,8 @@ class SimulatorSession:
         }
         previous = self.conversation.append(ConversationEntry(item=item, audio=bytearray(audio)))
         await self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
-        await self._emit(
-            "conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)
-        )
-        await self._emit(
-            "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
-        )
+        await self._emit_item("conversation.item.added", item, previous_item_id=previous)
+        await self._emit_item("conversation.item.done", item, previous_item_id=previous)
         # Each committed turn is the next scripted utterance, transcribed or not, so the script
         # stays aligned if transcription is switched on later.
         taken = self._script.take_utterance() if spoken else None
@@ -961,12 +957,8 @@ class SimulatorSession:
             self.conversation.insert_after(entry, previous_item_id=previous)
         else:
             previous = self.conversation.append(entry)
-        await self._emit(
-            "conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)
-        )
-        await self._emit(
-            "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
-        )
+        await self._emit_item("conversation.item.added", item, previous_item_id=previous)
+        await self._emit_item("conversation.item.done", item, previous_item_id=previous)
 
     async def _on_item_truncate(self, event: dict[str, Any]) -> None:
         item_id = event["item_id"]
@@ -1256,10 +1248,8 @@ class SimulatorSession:
         )
         if not run.options.out_of_band:
             message.previous = self.conversation.append(entry)
-            await self._emit(
-                "conversation.item.added",
-                previous_item_id=message.previous,
-                item=copy.deepcopy(item),
+            await self._emit_item(
+                "conversation.item.added", item, previous_item_id=message.previous
             )
         empty_part = {"type": "audio", "transcript": ""} if part_type == "audio" else None
         await self._emit(
@@ -1289,11 +1279,7 @@ class SimulatorSession:
             item=copy.deepcopy(item),
         )
         if not run.options.out_of_band:
-            await self._emit(
-                "conversation.item.done",
-                previous_item_id=message.previous,
-                item=copy.deepcopy(item),
-            )
+            await self._emit_item("conversation.item.done", item, previous_item_id=message.previous)
 
     async def _play_text(self, run: _ResponseRun, *, calls_mid: list[FunctionCallSpec]) -> None:
         """`output_modalities: ["text"]`: the scripted line as `response.output_text.*`."""
@@ -1436,9 +1422,7 @@ class SimulatorSession:
             item=copy.deepcopy(item),
         )
         if not run.options.out_of_band:
-            await self._emit(
-                "conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)
-            )
+            await self._emit_item("conversation.item.added", item, previous_item_id=previous)
         where: dict[str, Any] = {
             "response_id": run.response_id,
             "item_id": item_id,
@@ -1465,9 +1449,7 @@ class SimulatorSession:
             item=copy.deepcopy(item),
         )
         if not run.options.out_of_band:
-            await self._emit(
-                "conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)
-            )
+            await self._emit_item("conversation.item.done", item, previous_item_id=previous)
 
     async def _finish_response(self, run: _ResponseRun) -> None:
         input_usage = run.input_usage
@@ -1489,12 +1471,7 @@ class SimulatorSession:
             "output_token_details": output_usage,
         }
         self._script.rate_limits.record("tokens", output_tokens)
-        if run.cancelled:
-            status: EndStatus = "cancelled"
-        elif run.end_status != "completed" and (run.stopped or run.end_status == "failed"):
-            status = run.end_status
-        else:
-            status = "completed"
+        status: EndStatus = "cancelled" if run.cancelled else run.end_status
 
         def no_longer_active() -> None:
             # Under the send lock: a response.create handled after this point is ordered after
