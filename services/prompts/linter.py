@@ -228,7 +228,7 @@ _ARROW_LINE = re.compile(
 _SAYS_QUOTES = re.compile(
     rf"\b(?:(?:if|when|whenever|once)\s+)?(?:the\s+|a\s+)?{_USERISH}\s+{_SAY_VERB}"
     rf"(?:\s+(?:something\s+like|like|that|you))?[\s,:]*(?P<q>{_QUOTE})"
-    rf"[^\"“\u2018'\n]{{0,40}}?\b(?:(?:then\s+)?(?:{_YOUISH}\s+)?(?:(?:should|must|will|can|then|"
+    rf"[^\"“\u2018'\n.!?]{{0,40}}?\b(?:(?:then\s+)?(?:{_YOUISH}\s+)?(?:(?:should|must|will|can|then|"
     rf"always|just)\s+)?{_REPLY_VERB}(?:\s+(?:with|back|by\s+saying))?)[\s,:]*{_QUOTE}",
     re.IGNORECASE,
 )
