@@ -659,38 +659,52 @@ def _prose_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list
 # The judge
 
 
-def _speech(text: str) -> float:
-    """How much a turn reads like something said aloud, rather than a description."""
+@dataclass(frozen=True, slots=True)
+class _Speech:
+    """How much a turn reads like something said aloud rather than a description.
+
+    ``strong`` marks what instructions and descriptions almost never have: a wholly quoted
+    turn, a question, an exclamation, the first person, or an interjection. "You …" and a
+    full sentence count a little; a noun phrase, a modal opener ("can change limits") or a
+    bare value ("warm.") count against.
+    """
+
+    score: float
+    strong: bool
+
+
+def _speech(text: str) -> _Speech:
     stripped = text.strip()
-    score = 0.0
+    strong = 0.0
     inner = stripped
     if QUOTE_RE.fullmatch(stripped.rstrip(".,;")):
-        score += 1.5
+        strong += 1.5
         inner = unquote(stripped.rstrip(".,;"))
     words = [w.lower() for w in WORD_RE.findall(inner)]
     if not words:
-        return -2.0
-    end = inner.rstrip(" \"”»“'")[-1:]
-    if end in "?\uff1f" or inner.startswith("¿"):
-        score += 1
-    if end in "!\uff01" or inner.startswith("¡"):
-        score += 1
+        return _Speech(-2.0, strong=False)
+    end = inner.rstrip(" \"\u201d\u00bb\u201c'")[-1:]
+    if end in "?\uff1f" or inner.startswith("\u00bf"):
+        strong += 1
+    if end in "!\uff01" or inner.startswith("\u00a1"):
+        strong += 1
     if any(w in _FIRST_PERSON for w in words):
-        score += 1
+        strong += 1
     interjection = words[0] in _INTERJECTIONS
     if interjection:
-        score += 1
+        strong += 1
+    weak = 0.0
     if any(w in _SECOND_PERSON for w in words):
-        score += 0.5
-    if inner[:1].isupper() and end in ".!?…" and len(words) >= 3:
-        score += 0.5
+        weak += 0.5
+    if inner[:1].isupper() and end in ".!?\u2026" and len(words) >= 3:
+        weak += 0.5
     if words[0] in _ARTICLES and len(words) > 1 and inner.split()[1][:1].islower():
-        score -= 1
+        weak -= 1
     if inner[:1].islower() and words[0] in _DESCRIPTIVE_OPENERS:
-        score -= 1
+        weak -= 1
     if len(words) <= 2 and end not in "?!" and not interjection:
-        score -= 1
-    return score
+        weak -= 1
+    return _Speech(strong + weak, strong=strong > 0)
 
 
 def _merge(turns: Sequence[Turn]) -> list[Turn]:
@@ -738,17 +752,21 @@ def _judge(turns: Sequence[Turn], shape: str) -> Dialogue | None:
     dialogue = Dialogue(shape, tuple(merged))
     if shape == "prose":  # verbatim quotes, attributed to different speakers
         return dialogue
-    scores = [_speech(turn.text) for turn in merged]
+    speech = [_speech(turn.text) for turn in merged]
+    scores = [s.score for s in speech]
     if all(score < 0 for score in scores):
         return None  # a cast or field list: every turn describes rather than speaks
     mean = sum(scores) / len(scores)
+    # Instructions ("Do: keep it short. / Don't: read lists aloud.") alternate too; speech
+    # shows itself in at least a quarter of the turns (questions, "I", "thanks", quotes).
+    spoken = sum(s.strong for s in speech) * 4 >= len(speech)
     returns = len(merged) > len(voices)  # a voice speaks again: two exchanges or more
     roles = sum(_is_role(voice) for voice in voices)
-    if returns and mean >= 0.5:
+    if returns and mean >= 0.5 and spoken:
         return dialogue
     if roles >= 2 and mean >= 0.25:
         return dialogue
-    if roles >= 1 and min(scores) >= 0.5 and max(scores) >= 1:
+    if roles >= 1 and min(scores) >= 0.5 and any(s.strong for s in speech):
         return dialogue
     if min(scores) >= 1 and unquote(merged[0].text).endswith("?"):
         return dialogue
