@@ -56,13 +56,18 @@ class SessionStream:
         self._call = call
         self.session_id = session_id
         self.attached: session_pb2.Attached | None = None
+        # gRPC allows one write in flight per call; a backend sends audio from one task and
+        # playback reports from another, so writes queue here instead of failing.
+        self._write_lock = asyncio.Lock()
 
     async def send(self, message: session_pb2.ClientMessage) -> str:
+        """Sends one message; safe to call from several tasks at once (writes are serialised)."""
         if not message.client_event_id:
             message.client_event_id = uuid.uuid4().hex
         if not message.HasField("sent_at"):
             message.sent_at.CopyFrom(_now())
-        await self._call.write(message)
+        async with self._write_lock:
+            await self._call.write(message)
         return message.client_event_id
 
     async def send_audio(self, pcm16: bytes, *, client_event_id: str = "") -> str:

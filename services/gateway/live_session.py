@@ -86,7 +86,7 @@ class LiveSession:
     async def _close(self, reason: str, ended: bool, notify: str | None) -> None:
         counts: dict[str, str] = {}
         if self.pump is not None:
-            await self.pump.close()
+            await self.pump.close(session_ending=ended)
             counts = self.pump.counts()
         seq = self.writer.append(
             kind="session.ended" if ended else "client.detached",

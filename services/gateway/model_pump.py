@@ -93,12 +93,12 @@ class ModelPump:
         self._sender = asyncio.create_task(self._send_loop(), name="model-sender")
         await self._open_link(cause="attach")
 
-    async def close(self) -> None:
+    async def close(self, *, session_ending: bool = False) -> None:
         """The client's stream ended: what it was playing is settled, then the link goes."""
         if self._closing:
             return
+        self._feed(turns.Detached("stream closed", session_ending=session_ending))
         self._closing = True
-        self._feed(turns.Detached("stream closed"))
         if self._tick is not None:
             self._tick.cancel()
         if self._recovery is not None:

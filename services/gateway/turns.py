@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.messages import GatewayEventKind, ToolCall, ToolOutput
+from workflows.messages import GatewayEventKind, ToolCall, ToolOutput, dropped_output
 
 BYTES_PER_MS = 48  # PCM16 mono at 24 kHz
 CONTEXT_PREFIX = "Context update:"
@@ -109,9 +109,12 @@ class LinkDown:
 
 @dataclass(frozen=True)
 class Detached:
-    """The client's stream ended: nothing more will be played."""
+    """The client's stream ended: nothing more will be played. If the session itself is
+    ending, calls still held get their one outcome here (dropped: the session ended), since
+    no workflow decision is left to wait for."""
 
     reason: str
+    session_ending: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,14 +286,21 @@ class TurnMachine:
             case LinkDown():
                 self._on_link_down(event, now, out)
             case Detached():
-                for r in list(self.responses.values()):
-                    if r.decided_by is None:
-                        r.generated = True
-                        self._decide(r, "detached", now, out)
+                self._on_detached(event, now, out)
             case Tick():
                 pass
         self._check_deadlines(now, out)
         return out
+
+    def _on_detached(self, event: Detached, now: float, out: list[Command]) -> None:
+        for r in list(self.responses.values()):
+            if event.session_ending and not r.settled:
+                r.settled = True
+                drops = [dropped_output(c, reason="session_ended") for c in r.calls]
+                self._on_outcomes(drops, out)
+            if r.decided_by is None:
+                r.generated = True
+                self._decide(r, "detached", now, out)
 
     # ---- model events ----
 

@@ -25,8 +25,9 @@ async def simulator(name: str, *, realtime: bool = False) -> AsyncIterator[Simul
         await server.stop()
 
 
-async def speak(stream: SessionStream, text: str) -> None:
+async def speak(stream: SessionStream, text: str, *, realtime: bool = False) -> None:
+    """Speaks `text` into the session: as fast as possible, or paced like a microphone."""
     speech = synthesize_speech(text) + silence(900)
     await stream.stream_audio(
-        [speech[i : i + 960] for i in range(0, len(speech), 960)], realtime=False
+        [speech[i : i + 960] for i in range(0, len(speech), 960)], realtime=realtime
     )

@@ -450,3 +450,12 @@ def test_counts_ride_along_with_the_next_signal() -> None:
     ]
     [(_, signal)] = run(steps, until=1).settled()
     assert (signal.detail["turns"], signal.detail["responses"]) == ("2", "2")
+
+
+def test_calls_still_held_when_the_session_ends_are_dropped_once() -> None:
+    steps, _ = answer(seconds=3.0, speed=4.0)
+    steps.append((1.0, Detached("ended", session_ending=True)))
+    r = run(steps, until=2)
+    assert r.settled() == []
+    [(_, dropped)] = r.records("decision.tool_dropped")
+    assert dropped["reason"] == "session_ended"
