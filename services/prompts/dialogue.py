@@ -533,6 +533,14 @@ def _table_turns(cleaned: Sequence[str]) -> Iterator[list[Turn]]:
 _DELIMITERS = (",", ";", "\t")
 
 
+def _csv_shaped(block: Sequence[str], delimiter: str) -> bool:
+    """A header of short names, or a short first field on every row (prose fails both)."""
+    header = block[0].split(delimiter)
+    if all(_short_label(cell.strip(" \"")) for cell in header):
+        return True
+    return all(_short_label(line.split(delimiter, 1)[0].strip(" \"")) for line in block)
+
+
 def _csv_turns(lines: Sequence[str]) -> Iterator[list[Turn]]:
     for delimiter in _DELIMITERS:
         index = 0
@@ -543,7 +551,7 @@ def _csv_turns(lines: Sequence[str]) -> Iterator[list[Turn]]:
             end = index
             while end < len(lines) and delimiter in lines[end] and lines[end].strip():
                 end += 1
-            if end - index >= 2:
+            if end - index >= 2 and _csv_shaped(lines[index:end], delimiter):
                 parsed = list(csv.reader(lines[index:end], delimiter=delimiter))
                 width = len(parsed[0])
                 if all(len(row) == width for row in parsed) and width >= 2:

@@ -14,8 +14,10 @@ passing the prompt silently.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from services.prompts.findings import Finding, make_finding
 from services.prompts.shapes import QUOTE_RE, WORD_RE, clip
@@ -438,11 +440,12 @@ def detect_language(text: str) -> Language:
     words = [word.lower() for word in WORD_RE.findall(text)]
     if not words:
         return Language("en", "English", "default")
-    latin = sum(1 for word in words if word[0].isascii() or "\u00c0" <= word[0] <= "\u024f")
+    latin = sum(1 for word in words if word[0] <= "\u024f")
     if latin < len(words) / 2:
         return Language(None, "a language in a script with no profile", "detected")
+    frequency = Counter(words)
     counts = {
-        code: sum(1 for word in words if word in profile) for code, profile in _PROFILES.items()
+        code: sum(frequency[word] for word in profile) for code, profile in _PROFILES.items()
     }
     ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
     (best, hits), (_, runner_up) = ranked[0], ranked[1]
@@ -696,10 +699,20 @@ def checked_languages(language: Language) -> tuple[str, ...]:
     return ("en",)
 
 
+@cache
+def _any_hedge(codes: tuple[str, ...]) -> re.Pattern[str]:
+    """Every hedge of these languages in one pattern, to skip hedge-free lines quickly."""
+    return re.compile(
+        "|".join(f"(?:{pattern.pattern})" for code in codes for _, pattern in HEDGE_LISTS[code]),
+        re.IGNORECASE,
+    )
+
+
 def hedge_findings(lines: Sequence[str], language: Language) -> list[Finding]:
     """One ``hedge`` finding per hedged sentence, and a note when the language has no list."""
     codes = checked_languages(language)
     patterns = [pair for code in codes for pair in HEDGE_LISTS[code]]
+    any_hedge = _any_hedge(codes)
     findings: list[Finding] = []
     if not language.supported:
         findings.append(
@@ -717,6 +730,8 @@ def hedge_findings(lines: Sequence[str], language: Language) -> list[Finding]:
             )
         )
     for index, line in enumerate(lines):
+        if not any_hedge.search(line):
+            continue  # most lines hold no hedge; one combined search rules them out
         masked = _mask_quotes(line)
         for offset, sentence in _sentences(line):
             masked_sentence = masked[offset : offset + len(sentence)]

@@ -240,8 +240,13 @@ def _utterance_like(quote: str) -> bool:
     return inner[-1:] in ".?!…" or len(inner.split()) >= 4
 
 
+_ARROW_RE = re.compile(_ARROW)
+
+
 def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
     for index, line in enumerate(lines):
+        if not (QUOTE_RE.search(line) or _ARROW_RE.search(line)):
+            continue  # both shapes need a quote or an arrow
         quoted = _SAYS_QUOTES.search(line)
         if quoted:
             yield (
