@@ -536,9 +536,9 @@ _DELIMITERS = (",", ";", "\t")
 def _csv_shaped(block: Sequence[str], delimiter: str) -> bool:
     """A header of short names, or a short first field on every row (prose fails both)."""
     header = block[0].split(delimiter)
-    if all(_short_label(cell.strip(" \"")) for cell in header):
+    if all(_short_label(cell.strip(' "')) for cell in header):
         return True
-    return all(_short_label(line.split(delimiter, 1)[0].strip(" \"")) for line in block)
+    return all(_short_label(line.split(delimiter, 1)[0].strip(' "')) for line in block)
 
 
 def _csv_turns(lines: Sequence[str]) -> Iterator[list[Turn]]:

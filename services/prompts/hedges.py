@@ -444,9 +444,7 @@ def detect_language(text: str) -> Language:
     if latin < len(words) / 2:
         return Language(None, "a language in a script with no profile", "detected")
     frequency = Counter(words)
-    counts = {
-        code: sum(frequency[word] for word in profile) for code, profile in _PROFILES.items()
-    }
+    counts = {code: sum(frequency[word] for word in profile) for code, profile in _PROFILES.items()}
     ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
     (best, hits), (_, runner_up) = ranked[0], ranked[1]
     if hits >= _MIN_SHARE * len(words) and hits >= _LEAD * runner_up:
