@@ -133,9 +133,9 @@ _APOLOGY = re.compile(
     r"|tut\s+mir\s+leid|entschuldig\w*)\b",
     re.IGNORECASE,
 )
+# Words that chain actions into steps ("Click File, then Export").
 _STEP_WORDS = re.compile(
-    r"\b(?:then|first|next|step|luego|despu[ée]s|primero|paso|puis|ensuite|d'abord|[ée]tape"
-    r"|dann|danach|zuerst|schritt)\b",
+    r"\b(?:then|step|luego|despu[ée]s|paso|puis|ensuite|[ée]tape|dann|danach|schritt)\b",
     re.IGNORECASE,
 )
 

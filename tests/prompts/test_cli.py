@@ -183,3 +183,17 @@ def test_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         run("prompt")
     assert caught.value.code == 2
+
+
+def test_lint_language_flag_picks_the_hedge_list(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = body_of("hedges_french_declared", tmp_path)
+    assert run("prompt", "lint", "--language", "English", str(path)) == 0
+    english = capsys.readouterr().out
+    assert run("prompt", "lint", "--language", "fr", str(path)) == 0
+    french = capsys.readouterr().out
+    assert "warning hedge:" not in english
+    assert french.count("warning hedge:") == 3
+    assert run("prompt", "lint", "--language", "Italian", str(path)) == 0
+    assert "warning hedge-language-unsupported" in capsys.readouterr().out
