@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from benchmarks.baseline_workflow import SignalThenActivity, bench_touch
 from benchmarks.common import pct, throwaway_settings
 from services.api.earpiece.v1 import session_pb2 as pb
-from services.client import EarpieceClient
+from services.client import EarpieceClient, default_api_key
 from services.gateway.server import running_gateway
 from services.realtime.simulator.scenario import Scenario
 from services.realtime.simulator.server import serve_simulator
@@ -129,7 +129,8 @@ async def run_earpiece(settings: Settings, store: EventStore, client: Client) ->
                 address="127.0.0.1:0",
                 link_factory=model_link_factory(settings, simulator_url=sim.url),
             ) as gw,
-            EarpieceClient.connect(gw.address) as api,
+            # The development key the embedded default wrote into the throwaway state folder.
+            EarpieceClient.connect(gw.address, api_key=default_api_key(settings.state_dir)) as api,
         ):
             started = await api.start_session(
                 tenant_id="bench", instructions=INSTRUCTIONS, tools=["highlight_element"]

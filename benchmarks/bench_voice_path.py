@@ -22,7 +22,7 @@ from openai import AsyncOpenAI
 from temporalio.client import Client
 
 from benchmarks.common import pct, throwaway_settings
-from services.client import EarpieceClient
+from services.client import EarpieceClient, default_api_key
 from services.gateway.server import running_gateway
 from services.realtime.link import build_session_update
 from services.realtime.simulator.scenario import Scenario
@@ -93,7 +93,8 @@ async def run_earpiece(
             address="127.0.0.1:0",
             link_factory=model_link_factory(settings, simulator_url=sim.url),
         ) as gw,
-        EarpieceClient.connect(gw.address) as api,
+        # The development key the embedded default wrote into the throwaway state folder.
+        EarpieceClient.connect(gw.address, api_key=default_api_key(settings.state_dir)) as api,
     ):
         session = (await api.start_session(tenant_id="bench", instructions=INSTRUCTIONS)).session
         async with api.attach(session.session_id) as stream:

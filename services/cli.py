@@ -7,6 +7,7 @@ earpiece worker     the session workflow worker
 earpiece demo       a scripted live session on the embedded defaults, then its timeline
 earpiece simulator  the local Realtime simulator, alone
 earpiece replay ID  a session's timeline, from the event log
+earpiece keys create|list|revoke   API keys (create prints the new key once)
 earpiece persona compile FILE / earpiece prompt lint FILE
 """
 
@@ -41,9 +42,12 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from services.runtime.postgres import check_reachable, database_url
     from services.store.migrations import apply_migrations
 
-    async with database_url(settings) as url:
-        await check_reachable(url)
-        applied = await apply_migrations(url)
+    async with database_url(settings) as url:  # as the schema's owner
+        owner = settings.database_owner_url or url
+        await check_reachable(
+            owner, variable="DATABASE_OWNER_URL" if settings.database_owner_url else "DATABASE_URL"
+        )
+        applied = await apply_migrations(owner)
     print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date")
     return 0
 
@@ -87,6 +91,7 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from services.runtime.app import infrastructure, serving_gateway
+    from services.runtime.postgres import redact
     from services.runtime.telemetry import grpc_server_interceptors, setup_telemetry
     from workflows.worker import session_worker
 
@@ -100,7 +105,9 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             ) as (gw, simulator_url),
         ):
             print(f"earpiece dev: gRPC on {gw.address}", flush=True)
-            print(f"  Postgres: {infra.database_url}", flush=True)
+            print(f"  Postgres: {redact(infra.database_url)}", flush=True)
+            if infra.dev_key_file is not None:
+                print(f"  API key:  {infra.dev_key_file} (admin; clients read it)", flush=True)
             print(f"  Temporal: {settings.temporal_address or '127.0.0.1:7233 (embedded)'}")
             print(f"  model:    {simulator_url or 'OpenAI Realtime'}", flush=True)
             print(f"  state:    {settings.state_dir}", flush=True)
@@ -145,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="print a session's timeline from the event log")
     replay.add_argument("session_id")
     replay.set_defaults(run=cmd_replay)
+    from services.auth.cli import add_keys_cli
+
+    add_keys_cli(sub)
     from services.demo import add_demo_cli
 
     add_demo_cli(sub)

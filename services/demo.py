@@ -122,7 +122,7 @@ async def run_demo(settings: Settings) -> int:
     ):
         print(f"  gateway on {gw.address}; model: {simulator_url or 'OpenAI Realtime'}")
         print("driving a three-turn tutoring session through the gRPC API (about 30 s)...")
-        async with EarpieceClient.connect(gw.address) as client:
+        async with EarpieceClient.connect(gw.address, api_key=infra.dev_key) as client:
             session_id, player = await drive_tutoring_session(client)
         timeline = await build_timeline(infra.store.read_events(session_id))
         print()
@@ -132,7 +132,8 @@ async def run_demo(settings: Settings) -> int:
         print(f"the client received {received / BYTES_PER_MS / 1000:.1f} s of assistant audio")
     print()
     print(
-        f"data lives in {settings.state_dir} (Postgres in postgres/, Temporal in temporal.sqlite)"
+        f"data lives in {settings.state_dir} (Postgres in postgres/, Temporal in temporal.sqlite,"
+        " the development API key in dev-key)"
     )
     print(
         f"replay it: .venv/bin/earpiece replay {session_id}  |  delete the folder to start afresh"

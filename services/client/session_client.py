@@ -1,5 +1,10 @@
 """A small async client for Earpiece's gRPC API.
 
+Every call carries an API key as `authorization: Bearer <key>`: `api_key=`, else the
+EARPIECE_API_KEY variable, else the embedded default's development key (`.earpiece/dev-key`, or
+`$EARPIECE_STATE_DIR/dev-key`). TLS: `tls=True` (system roots) or `tls=TlsConfig(...)`, or the
+EARPIECE_TLS_CA variable (a CA file to trust; EARPIECE_TLS_CLIENT_CERT/KEY add a client cert).
+
 async with EarpieceClient.connect("127.0.0.1:50051") as client:
     started = await client.start_session(tenant_id="acme", instructions=BRIEFING)
     async with client.attach(started.session.session_id) as stream:
@@ -13,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 import wave
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.api.earpiece.v1 import replay_pb2, replay_pb2_grpc, session_pb2, session_pb2_grpc
+
+DEV_KEY_FILE = "dev-key"
 
 SAMPLE_RATE = 24_000
 BYTES_PER_MS = SAMPLE_RATE * 2 // 1000  # PCM16 mono
@@ -164,6 +173,113 @@ class SessionStream:
         self._call.cancel()
 
 
+def default_api_key(state_dir: str | Path | None = None) -> str | None:
+    """EARPIECE_API_KEY, else the development key the embedded default wrote into the state
+    folder (`state_dir`, else EARPIECE_STATE_DIR, else .earpiece/), else None."""
+    if key := os.environ.get("EARPIECE_API_KEY", "").strip():
+        return key
+    if state_dir is None:
+        from services.runtime.config import PROJECT_ROOT
+
+        state_dir = os.environ.get("EARPIECE_STATE_DIR") or PROJECT_ROOT / ".earpiece"
+    try:
+        return (Path(state_dir) / DEV_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsConfig:
+    """Files for a TLS channel: the CA to trust (None: the system's roots), and a client
+    certificate and key for servers that verify clients (mTLS)."""
+
+    ca_file: str | Path | None = None
+    cert_file: str | Path | None = None
+    key_file: str | Path | None = None
+    server_name: str | None = None  # when the address is not a name in the certificate
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> TlsConfig | None:
+        e = os.environ if env is None else env
+        if not e.get("EARPIECE_TLS_CA"):
+            return None
+        return cls(
+            ca_file=e["EARPIECE_TLS_CA"],
+            cert_file=e.get("EARPIECE_TLS_CLIENT_CERT") or None,
+            key_file=e.get("EARPIECE_TLS_CLIENT_KEY") or None,
+            server_name=e.get("EARPIECE_TLS_SERVER_NAME") or None,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | Path | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file),
+            private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file),
+        )
+
+
+class _Bearer:
+    """Adds `authorization: Bearer <key>` to a call's metadata (plaintext channels too, where
+    gRPC call credentials would not be sent)."""
+
+    def __init__(self, api_key: str) -> None:
+        self._metadata = ("authorization", f"Bearer {api_key}")
+
+    async def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata.add(*self._metadata)
+        with_key = grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+        return await continuation(with_key, request)
+
+
+# grpc.aio files each interceptor under one kind of call only, so there is one per kind.
+class _BearerUnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _Bearer._call  # type: ignore[assignment]
+
+
+class _BearerUnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _Bearer._call  # type: ignore[assignment]
+
+
+class _BearerStreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _Bearer._call  # type: ignore[assignment]
+
+
+class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _Bearer._call  # type: ignore[assignment]
+
+
+def bearer_interceptors(api_key: str) -> list[Any]:
+    """Client interceptors that send `api_key` with every call, for a grpc.aio channel."""
+    kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
+    return [kind(api_key) for kind in kinds]
+
+
+def authorized_channel(
+    address: str, *, api_key: str | None = None, tls: TlsConfig | bool | None = None
+) -> grpc.aio.Channel:
+    """A channel whose every call carries the API key (`api_key`; None: `default_api_key()`;
+    "": no key, for health checks only, as every Earpiece RPC answers UNAUTHENTICATED); TLS
+    from `tls`, else from TlsConfig.from_env()."""
+    key = default_api_key() if api_key is None else api_key
+    config = tls if tls is not None else TlsConfig.from_env()
+    interceptors = bearer_interceptors(key) if key else []
+    if not config:
+        return grpc.aio.insecure_channel(address, interceptors=interceptors)
+    settings = config if isinstance(config, TlsConfig) else TlsConfig()
+    options = []
+    if settings.server_name:
+        options.append(("grpc.ssl_target_name_override", settings.server_name))
+    return grpc.aio.secure_channel(
+        address, settings.credentials(), options=options, interceptors=interceptors
+    )
+
+
 class EarpieceClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.channel = channel
@@ -172,14 +288,18 @@ class EarpieceClient:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, address: str) -> AsyncIterator[EarpieceClient]:
-        async with grpc.aio.insecure_channel(address) as channel:
+    async def connect(
+        cls, address: str, *, api_key: str | None = None, tls: TlsConfig | bool | None = None
+    ) -> AsyncIterator[EarpieceClient]:
+        """A client whose calls carry `api_key` (default: EARPIECE_API_KEY, else the embedded
+        default's dev key), over TLS if `tls` (default: from EARPIECE_TLS_CA) says so."""
+        async with authorized_channel(address, api_key=api_key, tls=tls) as channel:
             yield cls(channel)
 
     async def start_session(
         self,
         *,
-        tenant_id: str,
+        tenant_id: str = "",
         instructions: str | None = None,
         persona_yaml: str | None = None,
         tools: Sequence[str] = (),
@@ -189,6 +309,8 @@ class EarpieceClient:
         idle_timeout: timedelta | None = None,
         session_id: str = "",
     ) -> session_pb2.StartSessionResponse:
+        """Starts a session for `tenant_id` (empty: the API key's own tenant; only an admin key
+        may name another)."""
         config = session_pb2.SessionConfig(
             voice=voice, model=model, tools=list(tools), echo_gate=echo_gate
         )

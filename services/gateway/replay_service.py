@@ -8,6 +8,7 @@ import grpc
 
 from services.api.earpiece.v1 import replay_pb2 as pb
 from services.api.earpiece.v1 import replay_pb2_grpc
+from services.auth import current_principal, may_see
 from services.gateway import validation
 from services.gateway.convert import event_message
 from services.gateway.errors import abort_invalid
@@ -27,7 +28,8 @@ class ReplayService(ReplayRpcs, replay_pb2_grpc.ReplayServiceServicer):
             validation.validate_after_seq(request.after_seq)
         except validation.InvalidField as exc:
             await abort_invalid(context, exc)
-        if await self.store.get_session(request.session_id) is None:
+        record = await self.store.get_session(request.session_id)
+        if record is None or not may_see(current_principal(), record.tenant_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {request.session_id!r}")
         await self.audit_read(
             context, "read_events", request.session_id, after_seq=request.after_seq

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from services.api.earpiece.v1 import replay_pb2, replay_pb2_grpc, session_pb2, session_pb2_grpc
+from services.auth import AuthInterceptor
 from services.gateway.commands import GatewayCommands
 from services.gateway.errors import ErrorInterceptor
 from services.gateway.gateway import Gateway, LinkFactory
@@ -48,10 +49,13 @@ async def running_gateway(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     link_factory: LinkFactory | None = None,
 ) -> AsyncIterator[RunningGateway]:
-    """Serves the API on `address` (port 0 picks a free one) until the context exits."""
+    """Serves the API on `address` (port 0 picks a free one) until the context exits.
+
+    Every call but health checking and reflection needs an API key (services/auth); the auth
+    interceptor runs after `interceptors`, so they see its refusals."""
     gateway = Gateway(store=store, client=client, link_factory=link_factory)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), *interceptors],
+        interceptors=[ErrorInterceptor(), *interceptors, AuthInterceptor(store.pool)],
         options=SERVER_OPTIONS,
     )
     session_pb2_grpc.add_SessionServiceServicer_to_server(SessionService(gateway=gateway), server)

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.api.earpiece.v1 import session_pb2_grpc
+from services.auth import AccessDenied, acting_tenant, current_principal, deny, may_see
 from services.gateway import validation
 from services.gateway.convert import STATUS_NAMES, config_to_dict, session_message
 from services.gateway.errors import (
@@ -42,6 +43,7 @@ from services.prompts import (
     prepare_prompt,
 )
 from services.store.events import SessionRecord, StoreError, WriterConflict
+from services.store.sessions import SessionIdTaken
 from workflows.messages import SESSION_TASK_QUEUE, EndRequest, SessionInput
 from workflows.search_attributes import STATUS, TENANT
 from workflows.session_workflow import SessionWorkflow
@@ -85,6 +87,10 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
     async def StartSession(
         self, request: pb.StartSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartSessionResponse:
+        try:  # empty means the key's own tenant; only an admin may name another
+            request.tenant_id = acting_tenant(current_principal(), request.tenant_id)
+        except AccessDenied as exc:
+            await deny(context, exc)
         try:
             validation.validate_start(request, known_tools=self.gw.tools)
         except validation.InvalidField as exc:
@@ -126,18 +132,23 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             "idle_timeout_seconds": validation.idle_timeout_seconds(config),
         }
         session_id = request.session_id or str(uuid.uuid4())
-        record = await self.gw.store.create_session(
-            session_id=session_id,
-            tenant_id=request.tenant_id,
-            config=stored_config,
-            prompt_hash=prepared.prompt_hash,
-        )
+        try:
+            record = await self.gw.store.create_session(
+                session_id=session_id,
+                tenant_id=request.tenant_id,
+                config=stored_config,
+                prompt_hash=prepared.prompt_hash,
+            )
+        except SessionIdTaken:
+            record = None
+        if record is None or record.tenant_id != request.tenant_id:
+            # Ids are global; say only that this one is taken, never by whom.
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"session_id {session_id!r} is already in use; choose another id (a random "
+                "UUID), or leave session_id empty to get one",
+            )
         if not record.created:
-            if record.tenant_id != request.tenant_id:
-                await context.abort(
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    f"session_id {session_id!r} belongs to another tenant; choose another id",
-                )
             if record.status == "active":
                 await self._start_workflow(record, context)
             return pb.StartSessionResponse(session=session_message(record), warnings=warnings)
@@ -221,7 +232,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         except validation.InvalidField as exc:
             await abort_invalid(context, exc)
         record = await self.gw.store.get_session(session_id)
-        if record is None:
+        if record is None or not may_see(current_principal(), record.tenant_id):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
                 f"no session {session_id!r}; start one with StartSession first",
@@ -441,6 +452,11 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
     async def ListSessions(
         self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSessionsResponse:
+        principal = current_principal()
+        try:  # a client or analyst lists its own tenant; an admin all, or the one it names
+            tenant = acting_tenant(principal, request.tenant_id)
+        except AccessDenied as exc:
+            await deny(context, exc)
         try:
             page_size = validation.validate_page_size(request.page_size)
             after = decode_page_token(request.page_token)
@@ -449,7 +465,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         except validation.InvalidField as exc:
             await abort_invalid(context, exc)
         records = await self.gw.store.list_sessions(
-            tenant_id=request.tenant_id or None,
+            tenant_id=None if principal.all_tenants and not request.tenant_id else tenant,
             status=STATUS_NAMES.get(request.status),
             page_size=page_size + 1,
             after=after,
@@ -477,7 +493,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         except validation.InvalidField as exc:
             await abort_invalid(context, exc)
         record = await self.gw.store.get_session(session_id)
-        if record is None:
+        if record is None or not may_see(current_principal(), record.tenant_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no session {session_id!r}")
         return record
 

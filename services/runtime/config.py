@@ -18,12 +18,20 @@ class ConfigError(RuntimeError):
 class Settings:
     state_dir: Path
     database_url: str | None
+    # The schema's owner, for migrations and `earpiece keys` (default: DATABASE_URL). The app
+    # itself should log in (DATABASE_URL) as the application role, which is not the owner.
+    database_owner_url: str | None = None
     temporal_address: str | None
     temporal_namespace: str
     grpc_address: str
     openai_api_key: str | None
     realtime_model: str
     simulator_url: str | None
+    # TLS for the gRPC API: the server's certificate chain and key (PEM files), and the CA that
+    # client certificates must chain to (set: mTLS, a client without a valid cert is refused).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -37,4 +45,17 @@ class Settings:
             openai_api_key=e.get("OPENAI_API_KEY") or None,
             realtime_model=e.get("OPENAI_REALTIME_MODEL") or "gpt-realtime",
             simulator_url=e.get("EARPIECE_SIMULATOR_URL") or None,
+            database_owner_url=e.get("DATABASE_OWNER_URL") or None,
+            tls_cert=_path(e.get("EARPIECE_TLS_CERT")),
+            tls_key=_path(e.get("EARPIECE_TLS_KEY")),
+            tls_client_ca=_path(e.get("EARPIECE_TLS_CLIENT_CA")),
         )
+
+    @property
+    def dev_key_file(self) -> Path:
+        """Where the embedded default keeps its development API key (mode 0600)."""
+        return self.state_dir / "dev-key"
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -2,6 +2,13 @@
 
 The embedded server keeps its data under the state folder, so a second start reuses it; it is
 stopped when the process that started it exits.
+
+Two logins, as in production: migrations (and `earpiece keys`) run as the schema's owner, and the
+service logs in as the application role `earpiece_app`, which is not a superuser, owns nothing,
+may SET ROLE only to the event writers' role, and cannot change session_replication_role. The
+embedded server listens on a private Unix socket with trust authentication, so neither login has
+a password there; elsewhere DATABASE_URL carries the application role's credentials and
+DATABASE_OWNER_URL the owner's.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -64,6 +72,30 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
         yield url
     finally:
         await asyncio.to_thread(embedded.stop)
+
+
+APP_LOGIN = """
+ALTER ROLE earpiece_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+"""
+
+
+async def ensure_app_login(owner_url: str) -> str:
+    """Lets the application role log in (the migrations create it NOLOGIN) with no power beyond
+    its grants; returns the URL to log in as it. Needs a superuser or CREATEROLE owner."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute(APP_LOGIN)
+    finally:
+        await conn.close()
+    return with_user(owner_url, "earpiece_app")
+
+
+def with_user(url: str, user: str, password: str | None = None) -> str:
+    """`url` logging in as `user` (with `password`, or none)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    creds = quote(user, safe="") + ":" + (quote(password, safe="") if password else "")
+    return urlunsplit(parts._replace(netloc=f"{creds}@{host}"))
 
 
 async def check_reachable(url: str, *, variable: str = "DATABASE_URL") -> None:

@@ -21,7 +21,7 @@ from services.store.events import (
     SessionStatus,
     StoredEvent,
 )
-from services.store.pool import create_pool
+from services.store.pool import WRITER_ROLE, create_pool
 from services.store.writer import FLUSH_INTERVAL, ClientIdIndex, SessionWriter, WriterClosed
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,10 @@ class EventStore:
     Open one per process (`await EventStore.open(url)`) and share it; `close()` flushes and
     closes every writer still open, then the pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, writer_pool: asyncpg.Pool | None = None) -> None:
         self._pool = pool
+        # The writers' COPYs run as WRITER_ROLE (row-level security refuses COPY otherwise).
+        self._writer_pool = writer_pool or pool
         self._writers: dict[str, SessionWriter] = {}
         self._opening: dict[str, asyncio.Task[SessionWriter]] = {}
 
@@ -67,8 +69,17 @@ class EventStore:
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> EventStore:
-        """Connects a pool whose connections run as the application role where possible."""
-        return cls(await create_pool(url, min_size=min_size, max_size=max_size))
+        """Connects a pool whose connections run as the application role where possible, and
+        one for the event writers' COPYs."""
+        pool = await create_pool(url, min_size=min_size, max_size=max_size)
+        try:
+            writers = await create_pool(
+                url, min_size=min(1, min_size), max_size=max_size, role=WRITER_ROLE
+            )
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, writer_pool=writers)
 
     async def close(self) -> None:
         """Closes (flushes) every writer still open, then the pool; a writer that fails to
@@ -78,6 +89,8 @@ class EventStore:
                 await writer.close()
             except Exception:
                 log.exception("closing the writer for session %s failed", writer.session_id)
+        if self._writer_pool is not self._pool:
+            await self._writer_pool.close()
         await self._pool.close()
 
     async def __aenter__(self) -> EventStore:
@@ -179,7 +192,7 @@ class EventStore:
             for stream in AUDIO_STREAMS:
                 audio_ends[stream] = await conn.fetchval(_AUDIO_END, session_id, stream)
         writer = SessionWriter(
-            pool=self._pool,
+            pool=self._writer_pool,
             session_id=session_id,
             last_seq=last_seq,
             seen=index,

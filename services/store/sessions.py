@@ -16,6 +16,11 @@ from services.store.events import SessionRecord, SessionStatus
 _COLUMNS = "session_id, tenant_id, status, config, prompt_hash, created_at, ended_at, end_reason"
 
 
+class SessionIdTaken(Exception):
+    """The session id exists, but not for the tenant this call is scoped to (row-level security
+    hides the row). Says nothing about whose it is."""
+
+
 def _record(row: asyncpg.Record, *, created: bool = False) -> SessionRecord:
     return SessionRecord(
         session_id=row["session_id"],
@@ -39,7 +44,9 @@ async def create_session(
     prompt_hash: str | None,
 ) -> SessionRecord:
     """Inserts an active session; if the id exists, returns the existing row (created=False)
-    so a retried StartSession is harmless. The caller compares tenants if that matters."""
+    so a retried StartSession is harmless. The caller compares tenants if that matters; if the
+    row exists but is another tenant's and the connection is scoped to one tenant, it cannot
+    be seen at all: SessionIdTaken."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             f"""
@@ -58,7 +65,8 @@ async def create_session(
         existing = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM sessions WHERE session_id = $1", session_id
         )
-    assert existing is not None, "sessions are never deleted"
+    if existing is None:  # sessions are never deleted: hidden by the tenant scope
+        raise SessionIdTaken(session_id)
     return _record(existing)
 
 
