@@ -13,6 +13,7 @@ same thing, a sequence of turns (voice, text, line):
 * XML or HTML elements named after the voice (``<customer>…</customer>``) or carrying it in
   an attribute (``<turn speaker="Ana">``);
 * markdown tables and CSV, with a speaker column or one column per voice;
+* lines opened by dialogue dashes (an em or en dash, no name), one speaker after the other;
 * prose that attributes verbatim quotes to speakers ('The customer says "…" and you reply
   "…"', "Der Kunde fragt: „…“").
 
@@ -32,6 +33,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from services.prompts.shapes import QUOTE_RE, WORD_RE, clip, unquote
 
@@ -92,7 +94,8 @@ _ASSISTANT_VOICES = _wordset(
     "agente profesor profesora entrenador asesor asesora soporte modelo vendedor ia tú usted "
     "conseiller conseillère professeur prof entraîneur vendeur vendeuse modèle vous toi "
     "assistent assistentin berater beraterin lehrer lehrerin trainer verkäufer du ki modell "
-    "gpt claude gemini llm"
+    "gpt claude gemini llm doctora médico médica enfermera enfermero médecin infirmière "
+    "infirmier arzt ärztin pfleger pflegerin"
 )
 _OTHER_VOICES = _wordset("system narrator developer sistema système")
 _ROLE_WORDS = _USER_VOICES | _ASSISTANT_VOICES | _OTHER_VOICES
@@ -179,13 +182,24 @@ _HEADING_LABEL = re.compile(
 )
 
 
+# A speaker alone on its line: bold ("**Caller**") or, as in a screenplay, in capitals.
+_BOLD_LABEL = re.compile(
+    r"^\s*(?:\*\*|__)(?P<label>[^\W\d_][\w'\u2019 -]{0,30}?)(?:\*\*|__)\s*:?\s*$"
+)
+_CAPS_LABEL = re.compile(r"^\s*(?P<label>[^\W\d_a-z]{2,20}(?: [^\W\d_a-z]{2,20}){0,2})\s*:?\s*$")
+
+
 def _clean(line: str) -> str:
+    """One line as plain "Label: text": chat templates, tags, emphasis and headings undone."""
+    marker = _HEADING_LABEL.match(line) or _BOLD_LABEL.match(line)
+    if marker:
+        return marker.group("label") + ":"
     if "<" in line or "[" in line or "*" in line or "_" in line or "`" in line:
         for pattern, replacement in _CHAT_TEMPLATE:
             line = pattern.sub(replacement, line)
-    heading = _HEADING_LABEL.match(line)
-    if heading:
-        return heading.group("label") + ":"
+    caps = _CAPS_LABEL.match(line)
+    if caps and caps.group("label").isupper():
+        return caps.group("label") + ":"
     return line
 
 
@@ -231,6 +245,7 @@ class _Field:
 _LABEL_LINE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<item>(?:[-*+•>]\s*|\d{1,2}[.)]\s+)?)"
     r"(?:\[(?P<bracket>[^\]\n]{1,40})\]\s*[:\uff1a]?"
+    r"|(?P<symbol>[\u2600-\u27bf\U0001f300-\U0001faff]{1,3})\ufe0f?\s*[:\uff1a]"
     r"|(?P<label>[^\W\d_][\w'\u2019.&-]*(?:[ \t]+[\w'\u2019.&-]+){0,3}?)\s*(?:\([^)\n]{1,30}\))?\s*"
     r"(?:[:\uff1a]|\s[—\u2013>](?=\s)))"
     r"\s*(?P<text>.*?)\s*$"
@@ -291,7 +306,7 @@ def _line_fields(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list
         if _MARKUP_ONLY.match(line) and not _LABEL_LINE.match(line):
             continue
         match = _LABEL_LINE.match(line)
-        label = match and (match.group("bracket") or match.group("label"))
+        label = match and (match.group("bracket") or match.group("symbol") or match.group("label"))
         if match and label and _label_ok(label) and not match.group("text").startswith("//"):
             indent = len(match.group("indent").expandtabs(4))
             if match.group("item").strip().startswith("-") or match.group("item").strip() == "*":
@@ -663,6 +678,34 @@ def _prose_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list
             yield turns
 
 
+# Dialogue dashes: in Spanish, French, German (and novels everywhere) each line that opens with
+# an em or en dash is the next speaker, with no name at all.
+_DASH_LINE = re.compile(r"^\s*[\u2014\u2013]\s*(?P<text>\S.*?)\s*$")
+
+
+def _dash_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list[Turn]]:
+    run: list[tuple[int, str]] = []
+    for index, line in enumerate([*lines, ""]):
+        match = _DASH_LINE.match(line) if index not in claimed else None
+        if match:
+            run.append((index, match.group("text")))
+            continue
+        if (
+            not line.strip()
+            and run
+            and index + 1 < len(lines)
+            and _DASH_LINE.match(lines[index + 1])
+        ):
+            continue  # a blank line between two turns
+        asks = [unquote(text).endswith("?") for _, text in run]
+        if len(run) >= 3 and any(a and not b for a, b in pairwise(asks)):
+            yield [
+                Turn(line_no, f"speaker {1 + i % 2}", f"speaker {1 + i % 2}", text)
+                for i, (line_no, text) in enumerate(run)
+            ]
+        run = []
+
+
 # ---------------------------------------------------------------------------------------------
 # The judge
 
@@ -681,7 +724,7 @@ class _Speech:
     strong: bool
 
 
-def _speech(text: str) -> _Speech:
+def _speech(text: str, *, answers: bool = False) -> _Speech:
     stripped = text.strip()
     strong = 0.0
     inner = stripped
@@ -706,11 +749,11 @@ def _speech(text: str) -> _Speech:
         weak += 0.5
     if inner[:1].isupper() and end in ".!?\u2026" and len(words) >= 3:
         weak += 0.5
-    if words[0] in _ARTICLES and len(words) > 1 and inner.split()[1][:1].islower():
+    if words[0] in _ARTICLES and len(words) > 1 and inner.split()[1][:1].islower() and not answers:
         weak -= 1
     if inner[:1].islower() and words[0] in _DESCRIPTIVE_OPENERS:
         weak -= 1
-    if len(words) <= 2 and end not in "?!" and not interjection:
+    if len(words) <= 2 and end not in "?!" and not interjection and not answers:
         weak -= 1
     return _Speech(strong + weak, strong=strong > 0)
 
@@ -760,7 +803,11 @@ def _judge(turns: Sequence[Turn], shape: str) -> Dialogue | None:
     dialogue = Dialogue(shape, tuple(merged))
     if shape == "prose":  # verbatim quotes, attributed to different speakers
         return dialogue
-    speech = [_speech(turn.text) for turn in merged]
+    # A short turn right after a question is an answer ("Lima."), not a bare field value.
+    speech = [
+        _speech(turn.text, answers=i > 0 and unquote(merged[i - 1].text).endswith("?"))
+        for i, turn in enumerate(merged)
+    ]
     scores = [s.score for s in speech]
     if all(score < 0 for score in scores):
         return None  # a cast or field list: every turn describes rather than speaks
@@ -799,6 +846,8 @@ def _candidates(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[tuple
         yield "CSV", turns
     for turns in _prose_turns(lines, claimed):
         yield "prose", turns
+    for turns in _dash_turns(lines, claimed):
+        yield "dash-led lines", turns
 
 
 def find_dialogues(lines: Sequence[str], claimed: Iterable[int] = ()) -> list[Dialogue]:

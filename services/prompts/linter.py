@@ -346,11 +346,15 @@ def _quoted_exchanges(lines: list[str]) -> Iterator[tuple[int, Finding]]:
 
 def _claimed_by_labels(lines: list[str]) -> set[int]:
     """Lines the Q:/A: and "Example user:" checks own, so the dialogue detector skips them."""
-    return {
-        index
-        for index, line in enumerate(lines)
-        if _Q_LINE.match(line) or _A_LINE.match(line) or _EXAMPLE_TURN.search(line)
-    }
+    claimed: set[int] = set()
+    last_question = -10
+    for index, line in enumerate(lines):
+        if _Q_LINE.match(line):
+            claimed.add(index)
+            last_question = index
+        elif _EXAMPLE_TURN.search(line) or (_A_LINE.match(line) and index - last_question <= 6):
+            claimed.add(index)
+    return claimed
 
 
 def _few_shot(lines: list[str]) -> list[Finding]:

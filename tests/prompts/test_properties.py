@@ -2,7 +2,7 @@
 clean briefings full of label-like lines are never rejected.
 
 The corpus pins shapes someone thought of; these generators recombine them (any voice names,
-any of four languages, any of fifteen markups, anywhere in a briefing), so the detector is held
+any of four languages, any of two dozen markups, anywhere in a briefing), so the detector is held
 to the structure rather than to the corpus. Runs are derandomized with no example database, so
 CI sees the same cases every time, and bounded to a few seconds.
 """
@@ -230,6 +230,13 @@ MARKUPS: dict[str, Callable[[Turns], list[str]]] = {
         line for who, s in t.pairs() for line in (f"<|im_start|>{who}", f"{s}<|im_end|>")
     ],
     "prose": lambda t: [_prose(t)],
+    "code fence": lambda t: ["```", *(f"{who}: {s}" for who, s in t.pairs()), "```"],
+    "bold name lines": lambda t: [line for who, s in t.pairs() for line in (f"**{who}**", s)],
+    "screenplay": lambda t: [line for who, s in t.pairs() for line in (who.upper(), s)],
+    "gemma": lambda t: [
+        line for who, s in t.pairs() for line in (f"<start_of_turn>{who}", f"{s}<end_of_turn>")
+    ],
+    "dialogue dashes": lambda t: [f"\u2013 {s}" for _, s in t.pairs()],
 }
 
 
