@@ -48,11 +48,13 @@ async def running_gateway(
     address: str,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     link_factory: LinkFactory | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Serves the API on `address` (port 0 picks a free one) until the context exits.
 
     Every call but health checking and reflection needs an API key (services/auth); the auth
-    interceptor runs after `interceptors`, so they see its refusals."""
+    interceptor runs after `interceptors`, so they see its refusals. With `credentials` (see
+    services/runtime/tls.py) the port speaks TLS only, and plaintext callers are refused."""
     gateway = Gateway(store=store, client=client, link_factory=link_factory)
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor(), *interceptors, AuthInterceptor(store.pool)],
@@ -65,7 +67,10 @@ async def running_gateway(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {address}; set EARPIECE_GRPC_ADDRESS to a free address")
     commands = GatewayCommands(gateway=gateway)
@@ -78,7 +83,13 @@ async def running_gateway(
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = address.rsplit(":", 1)[0]
-    log.info("gateway listening on %s:%d (task queue %s)", host, port, gateway.queue)
+    log.info(
+        "gateway listening on %s:%d (%s, task queue %s)",
+        host,
+        port,
+        "plaintext" if credentials is None else "TLS",
+        gateway.queue,
+    )
     try:
         async with worker:
             yield RunningGateway(

@@ -21,6 +21,7 @@ from services.runtime.config import ConfigError, Settings
 from services.runtime.postgres import check_reachable, database_url, ensure_app_login, redact
 from services.runtime.telemetry import temporal_interceptors
 from services.runtime.temporal import temporal_client
+from services.runtime.tls import server_credentials
 from services.store.event_store import EventStore
 from services.store.migrations import apply_migrations, discover
 
@@ -169,6 +170,7 @@ async def serving_gateway(
             address=address,
             interceptors=interceptors,
             link_factory=model_link_factory(infra.settings, simulator_url=simulator_url),
+            credentials=server_credentials(infra.settings),
         ) as gateway,
     ):
         yield gateway, simulator_url
