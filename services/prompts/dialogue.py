@@ -189,6 +189,10 @@ _BOLD_LABEL = re.compile(
 _CAPS_LABEL = re.compile(r"^\s*(?P<label>[^\W\d_a-z]{2,20}(?: [^\W\d_a-z]{2,20}){0,2})\s*:?\s*$")
 
 
+# IRC and chat logs: "<maya> anyone know …", a name in angle brackets with no closing tag.
+_IRC_LABEL = re.compile(r"^\s*<(?P<label>[^\W\d_][\w.-]{0,30})>\s+(?=\S)(?!.*</(?P=label)>)")
+
+
 def _clean(line: str) -> str:
     """One line as plain "Label: text": chat templates, tags, emphasis and headings undone."""
     marker = _HEADING_LABEL.match(line) or _BOLD_LABEL.match(line)
@@ -197,6 +201,9 @@ def _clean(line: str) -> str:
     if "<" in line or "[" in line or "*" in line or "_" in line or "`" in line:
         for pattern, replacement in _CHAT_TEMPLATE:
             line = pattern.sub(replacement, line)
+    irc = _IRC_LABEL.match(line)
+    if irc:
+        return f"{irc.group('label')}: {line[irc.end() :]}"
     caps = _CAPS_LABEL.match(line)
     if caps and caps.group("label").isupper():
         return caps.group("label") + ":"
@@ -251,7 +258,7 @@ _LABEL_LINE = re.compile(
     r"\s*(?P<text>.*?)\s*$"
 )
 _INLINE_LABEL = re.compile(
-    r"(?:(?<=[.!?…\"”»)])|(?<=^)|\s[/|—\u2013-])\s*(?P<label>[^\W\d_][\w'\u2019-]*(?:\s[\w'\u2019-]+)?)\s*[:\uff1a]\s+"
+    r"(?:(?<=[.!?…\"”»)])|(?<=^)|\s[/|—\u2013-]|\s(?:→|->|=>))\s*(?P<label>[^\W\d_][\w'\u2019-]*(?:\s[\w'\u2019-]+)?)\s*[:\uff1a]\s+"
 )
 _MAX_CONTINUATION = 3
 _MAX_MARKER_BODY = 12
@@ -403,7 +410,13 @@ def _speaker_keys(groups: Sequence[Sequence[_Field]]) -> set[str]:
 
 
 def _record_turn(group: Sequence[_Field], role_keys: frozenset[str] | set[str]) -> Turn | None:
-    """{"role": "user", "content": "…"} (any key names) as one turn, or None."""
+    """{"role": "user", "content": "…"} (any key names) as one turn, or None.
+
+    A record of more than four fields is a container (an <example> holding the turns), not a
+    message.
+    """
+    if len(group) > 4:
+        return None
     role = next((f for f in group if _voice(f.key) in role_keys and _short_label(f.value)), None)
     if role is None:
         return None
@@ -461,28 +474,49 @@ _ELEMENT = re.compile(
 _ATTRIBUTE = re.compile(r"(?P<key>[\w:.-]+)\s*=\s*[\"'](?P<value>[^\"']*)[\"']")
 
 
-def _xml_turns(text: str, line_starts: Sequence[int]) -> Iterator[list[Turn]]:
+_TAG = re.compile(r"<(?P<close>/?)(?P<name>[A-Za-z][\w:.-]{0,30})\b[^<>]*?(?P<empty>/?)>")
+
+
+def _xml_fields(text: str, line_starts: Sequence[int]) -> Iterator[list[_Field]]:
+    """Leaf elements as fields, grouped into records by their parent element.
+
+    An element with a speaker attribute is a turn of its own; ``<turn><who>Ana</who><said>…
+    </said></turn>`` is a record whose speaker key is found like a JSON one.
+    """
     if "</" not in text:
         return
-    block: list[Turn] = []
+    tags = list(_TAG.finditer(text))
+    stack: list[tuple[str, int]] = []
+    tag_index = 0
+    block: list[_Field] = []
     last_end = 0
     for match in _ELEMENT.finditer(text):
+        while tag_index < len(tags) and tags[tag_index].start() < match.start():
+            tag = tags[tag_index]
+            tag_index += 1
+            if tag.group("empty"):
+                continue
+            if not tag.group("close"):
+                stack.append((tag.group("name"), tag.start()))
+            elif any(name == tag.group("name") for name, _ in stack):
+                while stack and stack.pop()[0] != tag.group("name"):
+                    pass
         gap = re.sub(r"<[^<>]*>", " ", text[last_end : match.start()])
         if block and (_words(gap) > 3 or gap.count("\n") > 3):
             if len(block) >= 2:
                 yield block
             block = []
         last_end = match.end()
-        label = match.group("tag")
+        label, record = match.group("tag"), stack[-1][1] if stack else None
         for attribute in _ATTRIBUTE.finditer(match.group("attrs")):
             key = attribute.group("key").lower().removeprefix("data-")
             if key in _ROLE_KEYS and attribute.group("value").strip():
-                label = attribute.group("value")
+                label, record = attribute.group("value"), None
                 break
         body = " ".join(match.group("body").split())
         if body:
             line = bisect_right(line_starts, match.start("body")) - 1
-            block.append(Turn(line, _voice(label), label, body))
+            block.append(_Field(line, label, body, record))
     if len(block) >= 2:
         yield block
 
@@ -623,7 +657,12 @@ _YOU = _wordset("you tú tu usted ustedes vous toi du")
 _THEY = _wordset("they he she ils elles il elle ellos ellas él er sie")
 
 
-def _attributed_voice(subject: str, verb: str, previous: str | None) -> str | None:
+def _attributed_voice(
+    subject: str, verb: str, previous: str | None, other: str | None
+) -> str | None:
+    """The speaker of a quote from its subject and verb; ``other`` is the last voice that was
+    not "you". A verb with no subject replies ("contestas", "reply with") as you, or after
+    your turn asks or says as the other side again ("Si dice …")."""
     words = [w.lower() for w in subject.split()]
     if any(w in _NEGATION for w in words):
         return None
@@ -631,6 +670,8 @@ def _attributed_voice(subject: str, verb: str, previous: str | None) -> str | No
     if not kept:
         if verb.lower() in _REPLY_VERBS and previous != "you":
             return "you"
+        if previous == "you" and verb.lower() not in _REPLY_VERBS and other is not None:
+            return other
         return previous or ("you" if verb.lower() in {"say", "di", "dis", "dites"} else None)
     word = kept[-1]
     if word in _YOU:
@@ -641,8 +682,9 @@ def _attributed_voice(subject: str, verb: str, previous: str | None) -> str | No
 
 
 def _utterance_like(quote: str) -> bool:
+    """Two words or a sentence end: "quiero cancelar" is said, "File" is a menu item."""
     inner = unquote(quote)
-    return inner[-1:] in ".?!…" or _words(inner) >= 3
+    return inner[-1:] in ".?!…" or _words(inner) >= 2
 
 
 _OPENING_QUOTES = "\"\u201c\u201e\u00ab\u2018'"
@@ -654,6 +696,7 @@ def _prose_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list
             continue
         turns: list[Turn] = []
         previous: str | None = None
+        other: str | None = None
         last_end = 0
         for match in QUOTE_RE.finditer(line):
             before = line[max(last_end, match.start() - 80) : match.start()]
@@ -663,9 +706,9 @@ def _prose_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list
                 continue
             found = _ATTRIBUTION_BEFORE.search(before)
             if found:
-                voice = _attributed_voice(found.group("subj"), found.group("verb"), previous)
+                voice = _attributed_voice(found.group("subj"), found.group("verb"), previous, other)
             elif (late := _ATTRIBUTION_AFTER.match(after)) is not None:
-                voice = _attributed_voice(late.group("subj"), late.group("verb"), previous)
+                voice = _attributed_voice(late.group("subj"), late.group("verb"), previous, other)
             elif previous is not None and _words(before) <= 2:
                 voice = previous  # "… says "x" or "y"": the same voice again
             else:
@@ -674,6 +717,7 @@ def _prose_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list
                 continue
             turns.append(Turn(index, voice, voice, match.group(0)))
             previous = voice
+            other = voice if voice != "you" else other
         if len(turns) >= 2:
             yield turns
 
@@ -710,6 +754,9 @@ def _dash_turns(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[list[
 # The judge
 
 
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
+
+
 @dataclass(frozen=True, slots=True)
 class _Speech:
     """How much a turn reads like something said aloud rather than a description.
@@ -734,7 +781,13 @@ def _speech(text: str, *, answers: bool = False) -> _Speech:
     words = [w.lower() for w in WORD_RE.findall(inner)]
     if not words:
         return _Speech(-2.0, strong=False)
-    end = inner.rstrip(" \"\u201d\u00bb\u201c'")[-1:]
+    count = len(words)
+    end = inner.rstrip(" \"\u201d\u00bb\u201c'\u300d")[-1:]
+    if _UNSPACED.search(inner):
+        # Chinese, Japanese and Korean run words together: count characters, not words, and
+        # take the full-width stop, exclamation and question marks for sentence ends.
+        count = len(inner) // 2
+        end = {"\u3002": ".", "\uff01": "!", "\uff1f": "?"}.get(end, end)
     if end in "?\uff1f" or inner.startswith("\u00bf"):
         strong += 1
     if end in "!\uff01" or inner.startswith("\u00a1"):
@@ -747,13 +800,13 @@ def _speech(text: str, *, answers: bool = False) -> _Speech:
     weak = 0.0
     if any(w in _SECOND_PERSON for w in words):
         weak += 0.5
-    if inner[:1].isupper() and end in ".!?\u2026" and len(words) >= 3:
+    if inner[:1].isupper() and end in ".!?\u2026" and count >= 3:
         weak += 0.5
     if words[0] in _ARTICLES and len(words) > 1 and inner.split()[1][:1].islower() and not answers:
         weak -= 1
     if inner[:1].islower() and words[0] in _DESCRIPTIVE_OPENERS:
         weak -= 1
-    if len(words) <= 2 and end not in "?!" and not interjection and not answers:
+    if count <= 2 and end not in "?!" and not interjection and not answers:
         weak -= 1
     return _Speech(strong + weak, strong=strong > 0)
 
@@ -836,8 +889,8 @@ def _candidates(lines: Sequence[str], claimed: frozenset[int]) -> Iterator[tuple
     for fields in _json_fields(text, line_starts):
         yield "JSON records", _to_turns(fields)
     cleaned = [_clean(line) for line in lines]
-    for turns in _xml_turns("\n".join(cleaned), line_starts):
-        yield "XML elements", turns
+    for fields in _xml_fields("\n".join(cleaned), line_starts):
+        yield "XML elements", _to_turns(fields)
     for turns in _table_turns(cleaned):
         yield "table", turns
     for fields in _line_fields(lines, claimed):

@@ -236,6 +236,16 @@ MARKUPS: dict[str, Callable[[Turns], list[str]]] = {
     "gemma": lambda t: [
         line for who, s in t.pairs() for line in (f"<start_of_turn>{who}", f"{s}<end_of_turn>")
     ],
+    "irc": lambda t: [f"<{who.lower().replace(' ', '_')}> {s}" for who, s in t.pairs()],
+    "xml records": lambda t: [
+        line
+        for who, s in t.pairs()
+        for line in ("<turn>", f"  <who>{who}</who>", f"  <said>{s}</said>", "</turn>")
+    ],
+    "arrows": lambda t: [
+        f'- {t.first}: "{a}" \u2192 {t.second}: "{b}"'
+        for a, b in zip(t.said[::2], t.said[1::2], strict=True)
+    ],
     "dialogue dashes": lambda t: [f"\u2013 {s}" for _, s in t.pairs()],
 }
 
