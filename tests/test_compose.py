@@ -362,3 +362,36 @@ async def test_gateway_healthcheck_asks_the_grpc_health_service(compose: dict[st
         await server.stop(grace=None)
     # Nothing listening: unhealthy, not hung.
     assert await run_healthcheck(script, address=f"0.0.0.0:{port}") != 0
+
+
+# --- security shape: the app's own login, TLS to Postgres and on the API -------------------------
+
+
+def test_the_app_logs_in_as_its_own_role_over_verified_tls(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    owner = environment(services["postgres"])["POSTGRES_USER"]
+    for name in APP_SERVICES:
+        url = urlparse(Settings.from_env(interpolate(environment(services[name]), {})).database_url)
+        assert url.username == "earpiece_app", name
+        assert "sslmode=verify-full" in url.query and "sslrootcert=/certs/ca.crt" in url.query
+        assert "DATABASE_OWNER_URL" not in environment(services[name])  # no owner powers
+    migrate = Settings.from_env(interpolate(environment(services["migrate"]), {}))
+    assert urlparse(migrate.database_owner_url).username == owner
+    script = (ROOT / "deploy/postgres/20-earpiece-app.sh").read_text()
+    assert "CREATE ROLE earpiece_app LOGIN" in script and "NOSUPERUSER" in script
+    assert "hostssl $POSTGRES_DB $POSTGRES_USER,earpiece_app" in script
+    postgres = services["postgres"]
+    assert "ssl=on" in postgres["command"]
+    assert depends_on(postgres)["certs"] == "service_completed_successfully"
+
+
+def test_the_gateway_serves_tls_with_the_certs_made_for_it(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    gateway = Settings.from_env(interpolate(environment(services["gateway"]), {}))
+    assert gateway.tls_cert == Path("/certs/gateway.crt")
+    assert gateway.tls_key == Path("/certs/gateway.key")
+    script = (ROOT / "deploy/tls/make-certs.sh").read_text()
+    assert 'issue gateway "DNS:gateway' in script and 'issue postgres "DNS:postgres"' in script
+    for name in (*APP_SERVICES, "postgres", "migrate"):
+        assert "certs:/certs:ro" in services[name]["volumes"], name
+    assert "certs" in compose["volumes"]
