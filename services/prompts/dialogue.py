@@ -646,7 +646,7 @@ _SUBJECT_NOISE = (
     _wordset(
         "when if then and so once whenever should must will can always just would may then cuando "
         "si y entonces debe siempre quand et puis alors doit toujours wenn falls und dann soll "
-        "muss immer"
+        "muss immer or but also o pero también ou mais aussi oder aber auch"
     )
     | _ARTICLES
 )

@@ -228,8 +228,9 @@ _ARROW_LINE = re.compile(
 _SAYS_QUOTES = re.compile(
     rf"\b(?:(?:if|when|whenever|once)\s+)?(?:the\s+|a\s+)?{_USERISH}\s+{_SAY_VERB}"
     rf"(?:\s+(?:something\s+like|like|that|you))?[\s,:]*(?P<q>{_QUOTE})"
-    rf"[^\"“\u2018'\n.!?]{{0,40}}?\b(?:(?:then\s+)?(?:{_YOUISH}\s+)?(?:(?:should|must|will|can|then|"
-    rf"always|just)\s+)?{_REPLY_VERB}(?:\s+(?:with|back|by\s+saying))?)[\s,:]*{_QUOTE}",
+    rf"(?P<between>[^\"“\u2018'\n.!?]{{0,40}}?)\b(?:(?:then\s+)?(?:{_YOUISH}\s+)?(?:(?:should|must|"
+    rf"will|can|then|always|just)\s+)?{_REPLY_VERB}(?:\s+(?:with|back|by\s+saying))?)[\s,:]*"
+    rf"(?P<r>{_QUOTE})",
     re.IGNORECASE,
 )
 
@@ -243,11 +244,20 @@ def _utterance_like(quote: str) -> bool:
 _ARROW_RE = re.compile(_ARROW)
 
 
+def _scripted(match: re.Match[str]) -> bool:
+    """A reply, not the user again: it is set off ("…", say / …", you reply / then) and says
+    something ("sure" alone is a cue, and 'says "x" or says "y"' is one speaker)."""
+    set_off = re.search(rf"[,;:]|\b(?:then|{_YOUISH})\b", match.group("between"), re.IGNORECASE)
+    return bool(set_off) and _utterance_like(match.group("r"))
+
+
 def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
     for index, line in enumerate(lines):
         if not (QUOTE_RE.search(line) or _ARROW_RE.search(line)):
             continue  # both shapes need a quote or an arrow
         quoted = _SAYS_QUOTES.search(line)
+        if quoted and not _scripted(quoted):
+            quoted = None
         if quoted:
             yield (
                 index,
