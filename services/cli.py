@@ -6,7 +6,8 @@ earpiece gateway    the gRPC gateway (and its command worker)
 earpiece worker     the session workflow worker
 earpiece demo       a scripted live session on the embedded defaults, then its timeline
 earpiece simulator  the local Realtime simulator, alone
-earpiece replay ID  a session's timeline, from the event log
+earpiece replay ID  a session's timeline, from the event log (also: export, sessions search,
+                    audit, retention, viewer, rerun; see services/replay/cli.py)
 earpiece keys create|list|revoke   API keys (create prints the new key once)
 earpiece persona compile FILE / earpiece prompt lint FILE
 """
@@ -118,22 +119,6 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from services.replay.timeline import build_timeline
-    from services.runtime.postgres import check_reachable, database_url
-    from services.store.event_store import EventStore
-
-    async with database_url(settings) as url:
-        await check_reachable(url)
-        async with await EventStore.open(url) as store:
-            if await store.get_session(args.session_id) is None:
-                print(f"earpiece: no session {args.session_id!r}", file=sys.stderr)
-                return 1
-            timeline = await build_timeline(store.read_events(args.session_id))
-    print(timeline.render())
-    return 0
-
-
 Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
 
 
@@ -149,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name, (func, help_text) in commands.items():
         sub.add_parser(name, help=help_text).set_defaults(run=func)
-    replay = sub.add_parser("replay", help="print a session's timeline from the event log")
-    replay.add_argument("session_id")
-    replay.set_defaults(run=cmd_replay)
+    from services.replay.cli import add_replay_cli
+
+    add_replay_cli(sub)
     from services.auth.cli import add_keys_cli
 
     add_keys_cli(sub)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.replay.prices import PriceTable
@@ -246,8 +246,11 @@ def heard_text(transcript: str, heard_ms: int, generated_ms: int) -> str:
     return " ".join(words[:keep])
 
 
+_MS = timedelta(milliseconds=1)
+
+
 def _ms(start: datetime, at: datetime) -> int:
-    return int((at - start).total_seconds() * 1000)
+    return (at - start) // _MS
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -338,7 +341,13 @@ class Analyzer:
                 a.prompt_hash = str(p.get("prompt_hash", "") or "")
                 a.persona = str(p.get("persona", "") or "")
                 config = p.get("config") if isinstance(p.get("config"), dict) else {}
-                a.rerun_of = str(p.get("rerun_of") or (config or {}).get("rerun_of") or "")
+                request = (config or {}).get("request") or {}
+                a.rerun_of = str(
+                    p.get("rerun_of")
+                    or (config or {}).get("rerun_of")
+                    or (request.get("rerun_of") if isinstance(request, dict) else "")
+                    or ""
+                )
                 what = f"session started (prompt {a.prompt_hash[:12]})"
                 if a.rerun_of:
                     what += f", re-run of {a.rerun_of}"
@@ -569,7 +578,7 @@ def _overlap(segments: list[Segment], start: int, end: int) -> int:
 def compute_metrics(a: Analysis) -> SessionMetrics:
     turns: list[TurnMetrics] = []
     assistant = a.assistant_speech
-    bounds = [t.speech_started_ms for t in a.turns[1:]] + [a.duration_ms + 1]
+    bounds = [t.speech_started_ms for t in a.turns[1:]] + [a.duration_ms + 1] if a.turns else []
     for turn, next_start in zip(a.turns, bounds, strict=True):
         responses = [a.responses[rid] for rid in turn.responses if rid in a.responses]
         first = next((r for r in responses if r.first_audio_ms is not None), None)

@@ -76,7 +76,7 @@ class AudioPlanner:
         ts = event.receive_time.timestamp()
         if self._start is None:
             self._start = ts
-        at = int((ts - self._start) * 1000)
+        at = round((ts - self._start) * 1000)
         self._last_ms = at
         ref = event.audio
         if ref is not None:
@@ -93,7 +93,7 @@ class AudioPlanner:
 
     def plan(self, analysis: Analysis) -> AudioPlan:
         plan = AudioPlan(duration_ms=max(analysis.duration_ms, self._last_ms))
-        cursor = 0
+        cursor = -(10**12)  # nothing placed yet: the first frame goes where it arrived
         jitter = JITTER_MS * BYTES_PER_MS
         for offset, length, at in self._input:
             wanted = max(0, (at - length // BYTES_PER_MS) * BYTES_PER_MS)
@@ -101,7 +101,8 @@ class AudioPlanner:
             plan.user.append(Placement(offset, length, dst))
             cursor = dst + length
         cursor = 0
-        bounds = [i for i, _ in self._response_starts[1:]] + [len(self._output)]
+        starts = self._response_starts
+        bounds = [i for i, _ in starts[1:]] + [len(self._output)] if starts else []
         for (begin, response_id), end in zip(self._response_starts, bounds, strict=True):
             response = analysis.responses.get(response_id)
             if response is None or response.first_audio_ms is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -211,10 +211,14 @@ class ReplayReader:
         return self.store.read_events(session_id, after_seq=after_seq, batch_size=5000)
 
     async def analyse(
-        self, record: SessionRecord, *, with_audio: bool = False
+        self,
+        record: SessionRecord,
+        *,
+        with_audio: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[Analysis, AudioPlanner | None]:
         """The session's analysis from its log (and the audio plan when asked), refreshing its
-        search summary on the way."""
+        search summary on the way. `progress(seq)` is called every 5,000 events."""
         analyzer = Analyzer(self.prices)
         planner = AudioPlanner() if with_audio else None
         last_seq = 0
@@ -223,6 +227,8 @@ class ReplayReader:
             if planner is not None:
                 planner.feed(event)
             last_seq = event.seq
+            if progress is not None and last_seq % 5000 == 0:
+                progress(last_seq)
         analysis = analyzer.finish()
         analysis.tenant_id = analysis.tenant_id or record.tenant_id
         await self._store_summary(record, analysis, last_seq)
@@ -250,8 +256,10 @@ class ReplayReader:
         purged = [(r[0], r[1]) for r in await self.pool.fetch(_PURGES, session_id, stream)]
         return StoredStream(b"".join(parts), stored, purged)
 
-    async def export_audio(self, record: SessionRecord) -> tuple[Analysis, RenderedAudio]:
-        analysis, planner = await self.analyse(record, with_audio=True)
+    async def export_audio(
+        self, record: SessionRecord, *, progress: Callable[[int], None] | None = None
+    ) -> tuple[Analysis, RenderedAudio]:
+        analysis, planner = await self.analyse(record, with_audio=True, progress=progress)
         assert planner is not None
         plan = planner.plan(analysis)
         user = await self.stored_stream(record.session_id, "input")

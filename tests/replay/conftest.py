@@ -5,6 +5,8 @@ user cutting in, one call dropped, one run, a reply)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -34,10 +36,41 @@ class Recorded:
     events: list[StoredEvent]
 
 
+def _answers(seen: list[spb.ServerMessage]) -> int:
+    """Assistant transcripts finished so far (one per response that spoke)."""
+    return sum(
+        1
+        for m in seen
+        if m.WhichOneof("body") == "transcript"
+        and m.transcript.final
+        and m.transcript.role == spb.Transcript.ROLE_ASSISTANT
+    )
+
+
 async def _wait(predicate, timeout_s: float = 30) -> None:
     async with asyncio.timeout(timeout_s):
         while not predicate():
             await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def live_gateway(
+    gateway: RunningGateway, settings: Settings, scenario: str
+) -> AsyncIterator[EarpieceClient]:
+    """A client of a gateway whose sessions talk to a real-time simulator of `scenario` (the
+    session-wide `gateway` fixture runs the workflow worker they share)."""
+    async with (
+        simulator(scenario, realtime=True) as sim,
+        running_gateway(
+            store=gateway.gateway.store,
+            client=gateway.gateway.client,
+            address="127.0.0.1:0",
+            link_factory=model_link_factory(settings, simulator_url=sim.url),
+        ) as gw,
+        EarpieceClient.connect(gw.address) as client,
+    ):
+        yield client
+        sim.raise_if_failed()
 
 
 @pytest.fixture(scope="session")
@@ -51,16 +84,7 @@ async def recorded(gateway: RunningGateway, settings: Settings, store: EventStor
     def count(body: str) -> int:
         return sum(1 for m in seen if m.WhichOneof("body") == body)
 
-    async with (
-        simulator("barge_in", realtime=True) as sim,
-        running_gateway(
-            store=gateway.gateway.store,
-            client=gateway.gateway.client,
-            address="127.0.0.1:0",
-            link_factory=model_link_factory(settings, simulator_url=sim.url),
-        ) as gw,
-        EarpieceClient.connect(gw.address) as client,
-    ):
+    async with live_gateway(gateway, settings, "barge_in") as client:
         started = await client.start_session(tenant_id="replay-t", instructions=TUTOR, tools=TOOLS)
         session_id = started.session.session_id
         async with client.attach(session_id) as stream:
@@ -70,10 +94,9 @@ async def recorded(gateway: RunningGateway, settings: Settings, store: EventStor
             await _wait(lambda: count("tool") >= 2)
             await speak(stream, "Wait, stop.")
             await _wait(lambda: count("stop_playback") >= 1)
-            await sim.sessions[0].wait_for_sent("response.done", count=2, timeout_s=30)
+            await _wait(lambda: _answers(seen) >= 2)
             await asyncio.sleep(0.5)
             await client.end_session(session_id)
             await asyncio.wait_for(receiver, timeout=10)
-        sim.raise_if_failed()
     events = [e async for e in store.read_events(session_id)]
     return Recorded(session_id, "replay-t", events)

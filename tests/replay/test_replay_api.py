@@ -12,7 +12,10 @@ import pytest
 
 from services.api.earpiece.v1 import replay_pb2 as pb
 from services.api.earpiece.v1 import replay_pb2_grpc
+from services.client import authorized_channel
+from services.gateway.server import RunningGateway
 from services.store.event_store import EventStore
+from tests.conftest import MakeKey
 from tests.replay.conftest import Recorded
 
 
@@ -116,3 +119,47 @@ async def test_unknown_session_is_not_found(replay: replay_pb2_grpc.ReplayServic
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await replay.GetTimeline(pb.GetTimelineRequest(session_id="no-such-session"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_roles_and_tenants(
+    gateway: RunningGateway, recorded: Recorded, api_key: MakeKey
+) -> None:
+    sid = recorded.session_id
+
+    async def call(tenant: str, role: str, method: str, request: object) -> grpc.StatusCode:
+        async with authorized_channel(gateway.address, api_key=await api_key(tenant, role)) as ch:
+            stub = replay_pb2_grpc.ReplayServiceStub(ch)
+            try:
+                await getattr(stub, method)(request)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+    timeline = pb.GetTimelineRequest(session_id=sid)
+    assert await call("replay-t", "analyst", "GetTimeline", timeline) == grpc.StatusCode.OK
+    # Another tenant's analyst: exactly as if the session did not exist.
+    assert await call("other-t", "analyst", "GetTimeline", timeline) == grpc.StatusCode.NOT_FOUND
+    assert await call("replay-t", "client", "GetTimeline", timeline) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    audit = pb.QueryAuditRequest(session_id=sid)
+    assert await call("replay-t", "analyst", "QueryAudit", audit) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    search = pb.SearchSessionsRequest(tenant_id="other-t")
+    assert await call("replay-t", "analyst", "SearchSessions", search) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    found = pb.SearchSessionsRequest(text="fractions")
+    async with authorized_channel(
+        gateway.address, api_key=await api_key("other-t", "analyst")
+    ) as ch:
+        response = await replay_pb2_grpc.ReplayServiceStub(ch).SearchSessions(found)
+    assert sid not in {s.session_id for s in response.sessions}
+    # The reads above are in the trail under the analyst's key and tenant.
+    admin = pb.QueryAuditRequest(session_id=sid, action="get_timeline")
+    async with authorized_channel(gateway.address, api_key=await api_key("acme", "admin")) as ch:
+        trail = await replay_pb2_grpc.ReplayServiceStub(ch).QueryAudit(admin)
+    analysts = [r for r in trail.records if r.tenant_id == "replay-t"]
+    assert analysts and all(r.key_id.startswith("ep_") and r.role == "analyst" for r in analysts)
+    assert all(r.peer.startswith(("ipv4:", "ipv6:", "local:")) for r in trail.records)
