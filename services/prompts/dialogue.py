@@ -107,7 +107,7 @@ _ROLE_KEYS = _wordset(
 )
 _TEXT_KEYS = _wordset(
     "content text message utterance says said line body msg value reply response contenido "
-    "texto mensaje contenu texte inhalt nachricht text_ content_"
+    "texto mensaje contenu texte inhalt nachricht"
 )
 
 _FIRST_PERSON = _wordset(
@@ -253,12 +253,14 @@ _LABEL_LINE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<item>(?:[-*+•>]\s*|\d{1,2}[.)]\s+)?)"
     r"(?:\[(?P<bracket>[^\]\n]{1,40})\]\s*[:\uff1a]?"
     r"|(?P<symbol>[\u2600-\u27bf\U0001f300-\U0001faff]{1,3})\ufe0f?\s*[:\uff1a]"
-    r"|(?P<label>[^\W\d_][\w'\u2019.&-]*(?:[ \t]+[\w'\u2019.&-]+){0,3}?)\s*(?:\([^)\n]{1,30}\))?\s*"
+    r"|(?P<label>[^\W\d_][\w'\u2019.&-]*(?:[ \t]+[\w'\u2019.&-]+){0,3}?)"
+    r"\s*(?:\([^)\n]{1,30}\))?\s*"
     r"(?:[:\uff1a]|\s[—\u2013>](?=\s)))"
     r"\s*(?P<text>.*?)\s*$"
 )
 _INLINE_LABEL = re.compile(
-    r"(?:(?<=[.!?…\"”»)])|(?<=^)|\s[/|—\u2013-]|\s(?:→|->|=>))\s*(?P<label>[^\W\d_][\w'\u2019-]*(?:\s[\w'\u2019-]+)?)\s*[:\uff1a]\s+"
+    r"(?:(?<=[.!?…\"”»)])|(?<=^)|\s[/|—\u2013-]|\s(?:→|->|=>))\s*"
+    r"(?P<label>[^\W\d_][\w'\u2019-]*(?:\s[\w'\u2019-]+)?)\s*[:\uff1a]\s+"
 )
 _MAX_CONTINUATION = 3
 _MAX_MARKER_BODY = 12
