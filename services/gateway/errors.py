@@ -9,9 +9,11 @@ from typing import Any, NoReturn, cast
 
 import asyncpg
 import grpc
+from asyncpg.exceptions import _base as asyncpg_base
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.api.earpiece.v1 import session_pb2 as pb
@@ -31,6 +33,16 @@ def store_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
     return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+
+
+def _from_well_known_types(exc: BaseException) -> bool:
+    """Whether `exc` is a range error raised by protobuf's Timestamp/Duration conversions."""
+    if not isinstance(exc, ValueError | OverflowError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith("well_known_types.py")
 
 
 def unavailable_message(exc: BaseException) -> str:
@@ -67,6 +79,29 @@ async def abort_for(context: grpc.aio.ServicerContext, exc: Exception, rpc: str)
             grpc.StatusCode.UNAVAILABLE,
             f"the workflow service (Temporal) is unreachable ({exc.message}); retry in a few "
             "seconds; if this persists, check TEMPORAL_ADDRESS",
+        )
+    if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
+        log.warning("%s: the session's workflow did not answer in time", rpc)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            "the session's workflow did not answer in time; retry in a few seconds",
+        )
+    if isinstance(exc, asyncpg.DataError | asyncpg_base.DataError):
+        # Postgres (or asyncpg encoding a query argument) refused a value from the request: a
+        # NUL in text, a number out of range. The request is wrong; say which value.
+        log.warning("%s: a request value Postgres refuses: %s: %s", rpc, type(exc).__name__, exc)
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"a value in the request cannot be used ({exc}); text may not contain NUL "
+            "characters and numbers must fit in 64 bits",
+        )
+    if _from_well_known_types(exc):
+        # A request Timestamp or Duration out of protobuf's range, met by a conversion that
+        # no validator checked first: the request is wrong, not the gateway.
+        log.warning("%s: unchecked Timestamp/Duration in the request: %s", rpc, exc)
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"a Timestamp or Duration in the request is out of range ({exc})",
         )
     log.exception("%s failed unexpectedly", rpc, exc_info=exc)
     await context.abort(
