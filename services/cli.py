@@ -56,6 +56,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from services.runtime.app import infrastructure
     from services.runtime.telemetry import setup_telemetry
+    from workflows.retention import ensure_retention_schedule
     from workflows.worker import session_worker
 
     telemetry = setup_telemetry(service_name="earpiece-worker")
@@ -64,6 +65,7 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             infrastructure(settings) as infra,
             session_worker(client=infra.client, store=infra.store),
         ):
+            await ensure_retention_schedule(infra.client)  # audio retention, hourly
             print("worker running; Ctrl-C stops it", flush=True)
             await until_interrupted()
     finally:
@@ -94,6 +96,7 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from services.runtime.app import infrastructure, serving_gateway
     from services.runtime.postgres import redact
     from services.runtime.telemetry import grpc_server_interceptors, setup_telemetry
+    from workflows.retention import ensure_retention_schedule
     from workflows.worker import session_worker
 
     telemetry = setup_telemetry(service_name="earpiece-dev")
@@ -105,6 +108,7 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
                 infra, address=settings.grpc_address, interceptors=grpc_server_interceptors()
             ) as (gw, simulator_url),
         ):
+            await ensure_retention_schedule(infra.client)  # audio retention, hourly
             print(f"earpiece dev: gRPC on {gw.address}", flush=True)
             print(f"  Postgres: {redact(infra.database_url)}", flush=True)
             if infra.dev_key_file is not None:

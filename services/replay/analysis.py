@@ -305,30 +305,47 @@ class Analyzer:
     # -- feeding -----------------------------------------------------------------------------
 
     def feed(self, event: StoredEvent) -> None:
+        ref = event.audio
+        self.feed_row(
+            event.session_id,
+            event.kind,
+            event.receive_time,
+            None if ref is None else ref.stream,
+            0 if ref is None else ref.length,
+            event.payload_json,
+        )
+
+    def feed_row(
+        self,
+        session_id: str,
+        kind: str,
+        receive_time: datetime,
+        stream: str | None,
+        length: int,
+        payload_json: str,
+    ) -> None:
+        """`feed` on a row's columns, for readers that skip building a `StoredEvent`."""
         a = self.a
         a.event_count += 1
         if self._start is None:
-            self._start = event.receive_time
-            a.started_at = event.receive_time
-            a.session_id = event.session_id
-        at = _ms(self._start, event.receive_time)
+            self._start = receive_time
+            a.started_at = receive_time
+            a.session_id = session_id
+        at = (receive_time - self._start) // _MS
         self._last_ms = at
-        kind = event.kind
         if kind in _AUDIO_KINDS:
-            ref = event.audio
-            if ref is not None:
-                if ref.stream == "input":
-                    a.input_audio_ms += ref.length // BYTES_PER_MS
-                elif kind == "model.server.response.output_audio.delta":
-                    a.output_audio_ms += ref.length // BYTES_PER_MS
-                    active = self._active
-                    if active is not None:
-                        if active.first_audio_ms is None:
-                            active.first_audio_ms = at
-                            self._add(at, "assistant", "first audio", kind)
-                        active.audio_bytes += ref.length
+            if stream == "input":
+                a.input_audio_ms += length // BYTES_PER_MS
+            elif stream is not None and kind == "model.server.response.output_audio.delta":
+                a.output_audio_ms += length // BYTES_PER_MS
+                active = self._active
+                if active is not None:
+                    if active.first_audio_ms is None:
+                        active.first_audio_ms = at
+                        self._add(at, "assistant", "first audio", kind)
+                    active.audio_bytes += length
             return
-        payload: Any = event.payload
+        payload: Any = json.loads(payload_json)
         if not isinstance(payload, dict):
             return
         self._handle(kind, payload, at)

@@ -16,13 +16,16 @@ Placement:
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from services.replay.analysis import BYTES_PER_MS, Analysis
 from services.store.events import StoredEvent
 
+_MS = timedelta(milliseconds=1)
 SAMPLE_RATE = 24_000
 JITTER_MS = 120
 _OUTPUT_DELTA = "model.server.response.output_audio.delta"
@@ -64,7 +67,7 @@ class AudioPlanner:
     """Collects the audio events of one session (feed them in seq order with the rest)."""
 
     def __init__(self) -> None:
-        self._start: float | None = None
+        self._start: datetime | None = None
         self._input: list[tuple[int, int, int]] = []  # (offset, length, received ms)
         # Output frames in order, grouped per response by the index where each response began.
         self._output: list[tuple[int, int]] = []
@@ -73,22 +76,36 @@ class AudioPlanner:
         self._last_ms = 0
 
     def feed(self, event: StoredEvent) -> None:
-        ts = event.receive_time.timestamp()
-        if self._start is None:
-            self._start = ts
-        at = round((ts - self._start) * 1000)
-        self._last_ms = at
         ref = event.audio
-        if ref is not None:
-            if ref.stream == "input":
-                self._input.append((ref.offset, ref.length, at))
-            elif event.kind == _OUTPUT_DELTA:
-                self._output.append((ref.offset, ref.length))
+        if ref is None:
+            self.feed_row(event.kind, event.receive_time, None, 0, 0, event.payload_json)
+        else:
+            self.feed_row(event.kind, event.receive_time, ref.stream, ref.offset, ref.length, "")
+
+    def feed_row(
+        self,
+        kind: str,
+        receive_time: datetime,
+        stream: str | None,
+        offset: int,
+        length: int,
+        payload_json: str,
+    ) -> None:
+        """`feed` on a row's columns (the payload is read only for response.created)."""
+        if self._start is None:
+            self._start = receive_time
+        at = (receive_time - self._start) // _MS
+        self._last_ms = at
+        if stream is not None:
+            if stream == "input":
+                self._input.append((offset, length, at))
+            elif kind == _OUTPUT_DELTA:
+                self._output.append((offset, length))
                 if not self._response_starts or self._response_starts[-1][1] != self._active:
                     self._response_starts.append((len(self._output) - 1, self._active))
             return
-        if event.kind == "model.server.response.created":
-            response = event.payload.get("response") or {}
+        if kind == "model.server.response.created":
+            response = json.loads(payload_json).get("response") or {}
             self._active = str(response.get("id", ""))
 
     def plan(self, analysis: Analysis) -> AudioPlan:

@@ -30,6 +30,14 @@ WHERE session_id = $1 AND stream = $2 AND start_offset >= $3
 ORDER BY start_offset LIMIT 64
 """
 
+_ANALYSIS_PAGE = """
+SELECT seq, kind, receive_time, audio_stream, audio_offset, audio_length, payload
+FROM session_events
+WHERE session_id = $1 AND seq > $2 AND kind <> 'model.client.input_audio_buffer.append'
+ORDER BY seq LIMIT $3
+"""
+_PAGE_ROWS = 5000
+
 _PURGES = """
 SELECT start_offset, end_offset FROM audio_purges WHERE session_id = $1 AND stream = $2
 ORDER BY start_offset
@@ -210,6 +218,19 @@ class ReplayReader:
     def events(self, session_id: str, *, after_seq: int = 0) -> AsyncIterator[StoredEvent]:
         return self.store.read_events(session_id, after_seq=after_seq, batch_size=5000)
 
+    async def _rows(self, session_id: str) -> AsyncIterator[list[asyncpg.Record]]:
+        """The log in pages of the columns replay reads, without the model-bound copies of the
+        user's audio (`model.client.input_audio_buffer.append`: the same audio as the
+        `client.audio` event before it, and nothing else)."""
+        last = 0
+        while True:
+            page = await self.pool.fetch(_ANALYSIS_PAGE, session_id, last, _PAGE_ROWS)
+            if page:
+                yield page
+            if len(page) < _PAGE_ROWS:
+                return
+            last = page[-1][0]
+
     async def analyse(
         self,
         record: SessionRecord,
@@ -222,16 +243,21 @@ class ReplayReader:
         analyzer = Analyzer(self.prices)
         planner = AudioPlanner() if with_audio else None
         last_seq = 0
-        async for event in self.events(record.session_id):
-            analyzer.feed(event)
-            if planner is not None:
-                planner.feed(event)
-            last_seq = event.seq
-            if progress is not None and last_seq % 5000 == 0:
+        session_id = record.session_id
+        feed = analyzer.feed_row
+        async for page in self._rows(session_id):
+            for _, kind, at, stream, offset, length, payload in page:
+                feed(session_id, kind, at, stream, length or 0, payload)
+                if planner is not None:
+                    planner.feed_row(kind, at, stream, offset or 0, length or 0, payload)
+            last_seq = page[-1][0]
+            if progress is not None:
                 progress(last_seq)
         analysis = analyzer.finish()
+        # seq is gapless: the log's own count, including the rows replay does not read.
+        analysis.event_count = max(last_seq, await self.store.last_seq(session_id))
         analysis.tenant_id = analysis.tenant_id or record.tenant_id
-        await self._store_summary(record, analysis, last_seq)
+        await self._store_summary(record, analysis, analysis.event_count)
         return analysis, planner
 
     async def stored_stream(self, session_id: str, stream: AudioStream) -> StoredStream:
