@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck proto proto-check bench dev clean
+.PHONY: install demo test lint typecheck proto proto-check bench fuzz dev clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Outside `make test`: 50,000 fuzzed API calls beside a well-behaved canary session; prints the
+# UNKNOWN/INTERNAL statuses, silent stream deaths and canary events lost (goal 0 each).
+fuzz: install
+	$(BIN)/python -m tests.hostile.fuzz_api --cases $(or $(CASES),50000)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -17,8 +17,8 @@ import pytest
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway import session_service
 from services.store import writer as writer_module
-from tests.hostile.conftest import Stack
 from tests.hostile.helpers import TENANT, RawStream, screen, start
+from tests.hostile.stack import Stack
 
 SESSIONS = 24
 
