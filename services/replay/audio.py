@@ -252,6 +252,10 @@ class RenderedAudio:
     def trailer(self) -> bytes:
         return _cue_chunks(self.markers)
 
+    @property
+    def wav_size(self) -> int:
+        return len(wav_header(0)) + len(self.left) * 2 + len(self.trailer)
+
     def wav_chunks(self, chunk_ms: int = 10_000) -> Iterator[bytes]:
         """The WAV file in pieces: header, stereo samples `chunk_ms` at a time, cue trailer."""
         trailer = self.trailer

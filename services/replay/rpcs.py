@@ -81,17 +81,16 @@ class ReplayRpcs:
     ) -> AsyncIterator[pb.AudioExportChunk]:
         _, record = await self._visible(context, request.session_id, "export_audio")
         _, audio = await self.reader.export_audio(record)
-        chunks = list(audio.wav_chunks(WAV_CHUNK_MS))
         yield pb.AudioExportChunk(
             info=pb.AudioExportInfo(
                 sample_rate=24_000,
                 channels=2,
                 duration_ms=audio.duration_ms,
                 markers=[marker_message(m) for m in audio.markers],
-                wav_bytes=sum(len(c) for c in chunks),
+                wav_bytes=audio.wav_size,
             )
         )
-        for chunk in chunks:
+        for chunk in audio.wav_chunks(WAV_CHUNK_MS):  # interleaved as sent, not all at once
             yield pb.AudioExportChunk(wav=chunk)
 
     async def SearchSessions(

@@ -50,6 +50,7 @@ def test_two_turns_on_the_wall_clock() -> None:
     assert audio.duration_ms == 7400 and audio.markers == []
     assert audio.left[99 * 48] == 0 and audio.left[100 * 48] == 1
     assert audio.right[6999 * 48] == 2 and audio.right[7001 * 48] == 0
+    assert len(audio.wav()) == audio.wav_size
     with wave.open(io.BytesIO(audio.wav())) as w:
         assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (2, 24_000, 7400 * 24)
 
@@ -77,3 +78,6 @@ def test_holes_are_silence_and_marked() -> None:
     audio = render(plan, stored(48_000, 7, holes=[(0, 48_000)], purged=[(0, 48_000)]), stored(0, 0))
     assert [(m.start_ms, m.end_ms, m.reason) for m in audio.markers] == [(0, 1000, "purged")]
     assert b"cue " in audio.wav() and b"purged" in audio.wav()
+    assert len(audio.wav()) == audio.wav_size
+    with wave.open(io.BytesIO(audio.wav())) as w:  # the cue trailer keeps the file readable
+        assert w.getnframes() == 2000 * 24

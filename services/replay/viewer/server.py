@@ -155,17 +155,16 @@ async def api_audio(request: web.Request) -> web.StreamResponse:
     reader, record, _ = await _visible(request, "export_audio")
     _, audio = await reader.export_audio(record)
     markers = [asdict(m) for m in audio.markers]
-    chunks = list(audio.wav_chunks())
     response = web.StreamResponse(
         headers={
             "Content-Type": "audio/wav",
-            "Content-Length": str(sum(len(c) for c in chunks)),
+            "Content-Length": str(audio.wav_size),
             "X-Earpiece-Markers": json.dumps(markers),
             "Cache-Control": "no-store",
         }
     )
     await response.prepare(request)
-    for chunk in chunks:
+    for chunk in audio.wav_chunks():
         await response.write(chunk)
     await response.write_eof()
     return response
