@@ -343,3 +343,106 @@ async def test_each_flush_is_a_span(store: EventStore, monkeypatch: pytest.Monke
     assert span.attributes["store.audio_chunks"] == 1
     assert span.attributes["store.audio_bytes"] == 960
     assert span.attributes["earpiece.session_id"] == session_id
+
+
+def test_client_id_memory_is_bounded_and_says_which_ids_to_ask_postgres_about() -> None:
+    index = writer_module.ClientIdIndex(window=100)
+    for seq in range(1, 20_001):
+        index.add(f"id-{seq}", seq, durable_seq=seq)
+    assert len(index) == 100  # the window, however many ids the session has used
+    assert "id-20000" in index and "id-1" not in index
+    assert all(index.maybe_older(f"id-{seq}") for seq in range(1, 20_001, 97))  # no misses
+    false_positives = sum(index.maybe_older(f"new-{i}") for i in range(10_000))
+    assert false_positives < 100  # almost every new id costs no query
+    # An id not yet durable is never forgotten: Postgres could not answer for it.
+    for seq in range(20_001, 20_301):
+        index.add(f"id-{seq}", seq, durable_seq=20_000)
+    assert len(index) == 300 and "id-20001" in index
+    index.trim(20_300)
+    assert len(index) == 100
+
+
+class FlakyLink:
+    """A TCP proxy to the test Postgres that the test can cut (every connection dropped, new
+    ones refused) and restore: a dropped connection, for real."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for pipe in list(self._pipes):
+            pipe.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
+        self._pipes |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+                self._pipes.discard(dst)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def test_dropped_connection_holds_events_signals_overflow_and_drains(
+    store: EventStore, pg_url: str
+) -> None:
+    """A dropped connection is transient: appends go on, the writer says when the outage has
+    outlasted its buffer, a close() meanwhile hands the events to the background, and they are
+    all written once Postgres is reachable again."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(pg_url)
+    socket_dir = parse_qs(parts.query)["host"][0]
+    link = FlakyLink(f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
+    await link.up()
+    pool = await asyncpg.create_pool(
+        f"postgresql://{parts.username}@127.0.0.1:{link.port}{parts.path}", min_size=0, max_size=2
+    )
+    session_id = new_id("flaky")
+    writer = writer_module.SessionWriter(
+        pool=pool,
+        session_id=session_id,
+        last_seq=0,
+        seen=set(),
+        audio_ends={},
+        buffer_seconds=1.0,
+    )
+    try:
+        for i in range(10):
+            writer.append(kind="test.flaky", source="test", payload={"i": i})
+        assert await writer.flush() == 10
+        await link.down()
+        for i in range(10, 30):
+            writer.append(kind="test.flaky", source="test", payload={"i": i})
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            await writer.overflowed.wait()
+        assert not writer.closed and writer.pending_events == 20 and writer.failing_for > 1.0
+        with pytest.raises((OSError, asyncpg.InterfaceError, asyncpg.PostgresError)):
+            await writer.close()
+        assert writer.closing
+        await link.up()
+        async with asyncio.timeout(15):
+            await writer.drained()
+        assert writer.closed and writer.durable_seq == 30
+    finally:
+        await pool.close()
+    assert [e.payload["i"] async for e in store.read_events(session_id)] == list(range(30))
