@@ -48,15 +48,12 @@ def _console(stderr: bool = False) -> Console:
 
 @asynccontextmanager
 async def _reader(settings: Settings) -> AsyncIterator[ReplayReader]:
-    from services.runtime.postgres import check_reachable, database_url
+    from services.runtime.app import database
     from services.store.event_store import EventStore
-    from services.store.migrations import apply_migrations
 
-    async with database_url(settings) as url:
-        await check_reachable(url)
-        await apply_migrations(url)
-        async with await EventStore.open(url) as store:
-            yield ReplayReader(store)
+    # Migrated by the owner where the login may; logged in as the application role.
+    async with database(settings) as (url, _), await EventStore.open(url) as store:
+        yield ReplayReader(store)
 
 
 def _progress(console: Console) -> Progress:
@@ -344,10 +341,7 @@ async def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
             print(f"tenant {args.tenant}: stored audio kept {args.days} day(s)")
             return 0
         if args.retention_command == "run":
-            from services.runtime.postgres import database_url
-
-            async with database_url(settings) as url:
-                report = await purge_expired_audio(url, run_id=f"cli:{local_caller().peer}")
+            report = await purge_expired_audio(reader.pool, run_id=f"cli:{local_caller().peer}")
             print(
                 f"purged {report.chunks} chunk(s), {report.bytes:,} bytes of audio "
                 f"from {len(report.sessions)} session(s); events kept"

@@ -1,25 +1,33 @@
-"""The analyst's CLI against the recorded session, as a person runs it (a subprocess)."""
+"""The analyst's CLI against the recorded session, as the command line runs it."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
-import sys
 import wave
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+from services.cli import main
 from tests.replay.conftest import Recorded
 
 
 async def earpiece(pg_url: str, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "DATABASE_URL": pg_url, "COLUMNS": "200"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, out.decode(), err.decode()
+    """Runs `earpiece ARGS` as the command line does (its own event loop, in a thread here)."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def run() -> int:
+        with redirect_stdout(out), redirect_stderr(err):
+            return main(list(args))
+
+    os.environ["DATABASE_URL"] = pg_url
+    try:
+        code = await asyncio.to_thread(run)
+    finally:
+        del os.environ["DATABASE_URL"]
+    return code, out.getvalue(), err.getvalue()
 
 
 async def test_replay_export_search_and_audit(
@@ -51,6 +59,13 @@ async def test_replay_export_search_and_audit(
     actions = {row["action"] for row in json.loads(out)}
     assert {"get_timeline", "export_audio", "export_events"} <= actions
     assert all(row["key_id"].startswith("local:") or row["peer"] for row in json.loads(out))
+
+    code, out, _ = await earpiece(pg_url, "retention", "set", "cli-t", "3650")
+    assert code == 0 and "3650 day" in out
+    code, out, _ = await earpiece(pg_url, "retention", "show")
+    assert code == 0 and "cli-t" in out
+    code, out, _ = await earpiece(pg_url, "retention", "run")
+    assert code == 0 and "events kept" in out
 
     code, _, err = await earpiece(pg_url, "replay", "no-such-session")
     assert code == 1 and "no session" in err

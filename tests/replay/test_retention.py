@@ -5,8 +5,10 @@ marks the audio as purged. The purger role can do nothing else."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
+import aiohttp
 import asyncpg
 import pytest
 from temporalio.client import Client
@@ -14,7 +16,9 @@ from temporalio.client import Client
 from services.gateway.server import RunningGateway
 from services.replay.access import local_caller
 from services.replay.service import ReplayReader
+from services.replay.viewer.server import serving_viewer
 from services.store.event_store import EventStore
+from tests.conftest import MakeKey
 from workflows.retention import RETENTION_SCHEDULE_ID, ensure_retention_schedule
 
 FRAME = b"\x10\x00" * 480  # 20 ms of 24 kHz PCM16
@@ -34,7 +38,7 @@ async def record_small_session(store: EventStore, tenant: str) -> str:
 
 
 async def test_schedule_purges_audio_keeps_events_and_export_marks_it(
-    gateway: RunningGateway, store: EventStore, temporal: Client, pg_url: str
+    gateway: RunningGateway, store: EventStore, temporal: Client, api_key: MakeKey
 ) -> None:
     tenant = f"retain-{uuid.uuid4().hex[:6]}"
     session_id = await record_small_session(store, tenant)
@@ -76,6 +80,17 @@ async def test_schedule_purges_audio_keeps_events_and_export_marks_it(
     assert [(m.channel, m.reason) for m in audio.markers] == [("user", "purged")]
     assert audio.markers[0].end_ms - audio.markers[0].start_ms >= 1990
     assert not any(audio.left)  # silence where the audio was
+
+    # The viewer says so too: the analysis flags it, the audio's markers name it.
+    key = await api_key(tenant, "analyst")
+    headers = {"Authorization": f"Bearer {key}"}
+    async with serving_viewer(store) as base, aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(f"{base}/api/sessions/{session_id}/analysis") as response:
+            assert (await response.json())["audio_purged"] is True
+        async with http.get(f"{base}/api/sessions/{session_id}/audio.wav") as response:
+            markers = json.loads(response.headers["X-Earpiece-Markers"])
+            assert len(await response.read()) == int(response.headers["Content-Length"])
+    assert [m["reason"] for m in markers] == ["purged"]
 
 
 async def test_purger_role_may_only_purge(pg_url: str, store: EventStore) -> None:

@@ -9,7 +9,6 @@ is audited with the key, the tenant and the browser's address, exactly like the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -211,17 +210,15 @@ async def serving_viewer(
 
 async def run_viewer(settings: Settings, *, host: str, port: int) -> int:
     from services.cli import until_interrupted
-    from services.runtime.postgres import check_reachable, database_url
-    from services.store.migrations import apply_migrations
+    from services.runtime.app import database
 
-    async with database_url(settings) as url:
-        await check_reachable(url)
-        await apply_migrations(url)
-        async with (
-            await EventStore.open(url) as store,
-            serving_viewer(store, host=host, port=port) as base,
-        ):
-            print(f"session viewer on {base}/ (an analyst or admin API key); Ctrl-C stops it")
-            await until_interrupted()
-    await asyncio.sleep(0)
+    async with (
+        database(settings) as (url, dev_key_file),
+        await EventStore.open(url) as store,
+        serving_viewer(store, host=host, port=port) as base,
+    ):
+        print(f"session viewer on {base}/ (an analyst or admin API key); Ctrl-C stops it")
+        if dev_key_file is not None:
+            print(f"  the development key (admin) is in {dev_key_file}")
+        await until_interrupted()
     return 0
