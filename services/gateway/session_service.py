@@ -63,6 +63,9 @@ MAX_LIST_BYTES = 3 * 1024 * 1024
 # the gateway closes the stream itself.
 STORE_OUTAGE_END_WAIT = 15.0
 
+# Seconds a stream cut off for not reading gets to end on its own, then to take its status.
+NOT_READING_GRACE = 5.0
+
 
 def finding_message(finding: Finding) -> pb.PromptFinding:
     """A linter finding as the API message."""
@@ -321,12 +324,14 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                 live.outbound.max_messages,
             )
             await self._close_quietly(live, "client_not_reading")
-            # The status goes out after what gRPC already holds for the client; a client that
-            # never reads never takes it, so after a grace period the call is cancelled.
+            # A handler that is not stuck on the client ends the call itself (and cancels this
+            # watcher). One stuck on a client that never reads gets the status queued behind
+            # what gRPC already holds for that client, then, after a grace period, cancelled.
+            await asyncio.sleep(NOT_READING_GRACE)
             abort = asyncio.ensure_future(
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _NOT_READING)
             )
-            await asyncio.wait([abort], timeout=5.0)
+            await asyncio.wait([abort], timeout=NOT_READING_GRACE)
             if not abort.done() and handler is not None:
                 handler.cancel()
             abort.cancel()
@@ -382,6 +387,8 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                 live, grpc.StatusCode.ABORTED, f"another process is writing this session: {exc}"
             )
         except StoreError as exc:
+            if live.closed.is_set():
+                return None  # the connection closed under this message; the client was told
             log.error("session %s: the event log cannot be written: %s", live.session_id, exc)
             return self._fatal(
                 live,
