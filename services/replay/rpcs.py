@@ -5,12 +5,14 @@ read, convert. `services/gateway/replay_service.py` mixes this into the servicer
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC
 from typing import NoReturn
 
 import grpc
 
 from services.api.earpiece.v1 import replay_pb2 as pb
+from services.gateway import validation
+from services.gateway.errors import abort_invalid
+from services.replay import validate
 from services.replay.access import AccessDenied, Caller, replay_caller
 from services.replay.messages import (
     audit_message,
@@ -19,7 +21,7 @@ from services.replay.messages import (
     summary_message,
     timeline_message,
 )
-from services.replay.service import AuditQuery, ReplayReader, SearchFilters
+from services.replay.service import ReplayReader
 from services.store.event_store import EventStore
 from services.store.events import SessionRecord
 
@@ -46,8 +48,10 @@ class ReplayRpcs:
         self, context: grpc.aio.ServicerContext, session_id: str, action: str
     ) -> tuple[Caller, SessionRecord]:
         caller = await replay_caller(context)
-        if not session_id or len(session_id) > 128:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        try:
+            validation.require_session_id(session_id)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
         record = await self.reader.session(caller, session_id)
         if record is None:
             await _not_found(context, session_id)
@@ -98,40 +102,14 @@ class ReplayRpcs:
     ) -> pb.SearchSessionsResponse:
         caller = await replay_caller(context)
         try:
-            tenant = caller.acting_tenant(request.tenant_id)
+            tenant = caller.acting_tenant(validate.tenant("tenant_id", request.tenant_id))
         except AccessDenied as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-        if request.status not in ("", "active", "ended"):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "status is 'active', 'ended' or empty"
-            )
-        filters = SearchFilters(
-            tenant_id=tenant or None,
-            created_after=(
-                request.created_after.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_after")
-                else None
-            ),
-            created_before=(
-                request.created_before.ToDatetime(tzinfo=UTC)
-                if request.HasField("created_before")
-                else None
-            ),
-            status=request.status or None,
-            prompt_hash=request.prompt_hash or None,
-            persona=request.persona or None,
-            tool_name=request.tool_name or None,
-            error_kind=request.error_kind or None,
-            min_first_audio_latency_ms=request.min_first_audio_latency_ms or None,
-            min_interruptions=request.min_interruptions or None,
-            text=request.text or None,
-            page_size=request.page_size or 50,
-            page_token=request.page_token,
-        )
         try:
-            result = await self.reader.search(filters)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            filters = validate.search_request(request, tenant or None)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        result = await self.reader.search(filters)
         await self.reader.audit(
             caller,
             "search_sessions",
@@ -146,19 +124,11 @@ class ReplayRpcs:
         self, request: pb.QueryAuditRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueryAuditResponse:
         caller = await replay_caller(context, admin_only=True)
-        rows = await self.reader.query_audit(
-            AuditQuery(
-                tenant_id=request.tenant_id or None,
-                session_id=request.session_id or None,
-                key_id=request.key_id or None,
-                action=request.action or None,
-                after=request.after.ToDatetime(tzinfo=UTC) if request.HasField("after") else None,
-                before=request.before.ToDatetime(tzinfo=UTC)
-                if request.HasField("before")
-                else None,
-                limit=request.limit or 100,
-            )
-        )
+        try:
+            query = validate.audit_request(request)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        rows = await self.reader.query_audit(query)
         await self.reader.audit(caller, "query_audit", detail={"found": len(rows)})
         return pb.QueryAuditResponse(records=[audit_message(r) for r in rows])
 
@@ -166,15 +136,15 @@ class ReplayRpcs:
         self, request: pb.SetRetentionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Retention:
         caller = await replay_caller(context, admin_only=True)
-        if not request.tenant_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant_id is required")
-        await self.reader.set_retention(request.tenant_id, request.audio_days)
+        try:
+            tenant, days = validate.retention_request(request)
+        except validation.InvalidField as exc:
+            await abort_invalid(context, exc)
+        await self.reader.set_retention(tenant, days)
         await self.reader.audit(
-            caller,
-            "set_retention",
-            detail={"tenant_id": request.tenant_id, "audio_days": request.audio_days},
+            caller, "set_retention", detail={"tenant_id": tenant, "audio_days": days}
         )
-        return pb.Retention(tenant_id=request.tenant_id, audio_days=request.audio_days)
+        return pb.Retention(tenant_id=tenant, audio_days=days)
 
 
 def _filters_detail(request: pb.SearchSessionsRequest) -> dict[str, object]:

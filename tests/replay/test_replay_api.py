@@ -163,3 +163,30 @@ async def test_roles_and_tenants(
     analysts = [r for r in trail.records if r.tenant_id == "replay-t"]
     assert analysts and all(r.key_id.startswith("ep_") and r.role == "analyst" for r in analysts)
     assert all(r.peer.startswith(("ipv4:", "ipv6:", "local:")) for r in trail.records)
+
+
+async def test_bad_filters_are_invalid_argument(
+    replay: replay_pb2_grpc.ReplayServiceAsyncStub,
+) -> None:
+    bad = [
+        pb.SearchSessionsRequest(text="a\x00b"),
+        pb.SearchSessionsRequest(tenant_id="no spaces allowed"),
+        pb.SearchSessionsRequest(min_first_audio_latency_ms=2**32 - 1),
+        pb.SearchSessionsRequest(page_token="not-a-token"),
+        pb.SearchSessionsRequest(status="lost"),
+        pb.QueryAuditRequest(limit=2**31),
+        pb.SetRetentionRequest(tenant_id="t", audio_days=2**32 - 1),
+        pb.SetRetentionRequest(),
+    ]
+    for request in bad:
+        method = {
+            pb.SearchSessionsRequest: replay.SearchSessions,
+            pb.QueryAuditRequest: replay.QueryAudit,
+            pb.SetRetentionRequest: replay.SetRetention,
+        }[type(request)]
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await method(request)  # type: ignore[operator]
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await replay.GetMetrics(pb.GetMetricsRequest(session_id="../etc"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -21,9 +21,11 @@ from typing import Any
 from aiohttp import web
 
 from services.auth.keys import KeyRefused, resolve_key
+from services.gateway.validation import InvalidField
+from services.replay import validate
 from services.replay.access import ALL_TENANTS, ANALYST, AccessDenied, Caller
 from services.replay.messages import analysis_json
-from services.replay.service import ReplayReader, SearchFilters
+from services.replay.service import ReplayReader
 from services.runtime.config import Settings
 from services.store.event_store import EventStore
 from services.store.pool import scoped_to
@@ -101,31 +103,30 @@ async def api_sessions(request: web.Request) -> web.Response:
     caller = request[CALLER]
     q = request.query
     try:
-        tenant = caller.acting_tenant(q.get("tenant", ""))
+        tenant = caller.acting_tenant(validate.tenant("tenant", q.get("tenant", "")))
+    except InvalidField as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
     except AccessDenied as exc:
         raise web.HTTPForbidden(text=str(exc)) from None
-    status = q.get("status") or None
-    if status not in (None, "active", "ended"):
-        raise web.HTTPBadRequest(text="status is active, ended or empty")
-    filters = SearchFilters(
-        tenant_id=tenant or None,
-        created_after=_time(request, "since"),
-        created_before=_time(request, "until"),
-        status=status,
-        prompt_hash=q.get("prompt_hash") or None,
-        persona=q.get("persona") or None,
-        tool_name=q.get("tool") or None,
-        error_kind=q.get("error") or None,
-        min_first_audio_latency_ms=_int(request, "min_latency_ms"),
-        min_interruptions=_int(request, "min_interruptions"),
-        text=q.get("text") or None,
-        page_size=_int(request, "limit") or 50,
-        page_token=q.get("page_token", ""),
-    )
     try:
-        result = await reader.search(filters)
-    except ValueError as exc:
+        filters = validate.search_filters(
+            tenant_id=tenant or None,
+            created_after=_time(request, "since"),
+            created_before=_time(request, "until"),
+            status=q.get("status", ""),
+            prompt_hash=q.get("prompt_hash", ""),
+            persona=q.get("persona", ""),
+            tool_name=q.get("tool", ""),
+            error_kind=q.get("error", ""),
+            min_first_audio_latency_ms=_int(request, "min_latency_ms") or 0,
+            min_interruptions=_int(request, "min_interruptions") or 0,
+            words=q.get("text", ""),
+            page_size=_int(request, "limit") or 0,
+            token=q.get("page_token", ""),
+        )
+    except InvalidField as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    result = await reader.search(filters)
     await reader.audit(caller, "search_sessions", detail={"viewer": dict(q)})
     rows = [{**asdict(r), "created_at": r.created_at.isoformat()} for r in result.sessions]
     return web.json_response({"sessions": rows, "next_page_token": result.next_page_token})
@@ -135,6 +136,8 @@ async def _visible(request: web.Request, action: str) -> tuple[ReplayReader, Any
     reader = request.app[READER]
     caller = request[CALLER]
     session_id = request.match_info["session_id"]
+    if not validate.SESSION_ID.match(session_id):
+        raise web.HTTPNotFound(text="no such session")
     record = await reader.session(caller, session_id)
     if record is None:
         raise web.HTTPNotFound(text=f"no session {session_id!r}")
