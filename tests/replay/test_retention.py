@@ -110,3 +110,22 @@ async def test_purger_role_may_only_purge(pg_url: str, store: EventStore) -> Non
                     await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_audio_lost_in_a_crash_is_marked_missing(store: EventStore, pg_url: str) -> None:
+    session_id = await record_small_session(store, "replay-keep")
+    conn = await asyncpg.connect(pg_url)  # as the owner: a chunk that never reached the disk
+    try:
+        await conn.execute(
+            "DELETE FROM audio_chunks WHERE session_id = $1 AND start_offset = 0", session_id
+        )
+    finally:
+        await conn.close()
+    reader = ReplayReader(store)
+    record = await reader.session(local_caller(), session_id)
+    assert record is not None
+    _, audio = await reader.export_audio(record)
+    [marker] = audio.markers
+    assert (marker.channel, marker.reason, marker.start_ms) == ("user", "missing", 0)
+    assert 990 <= marker.end_ms - marker.start_ms <= 1010  # the first ~1 s chunk
+    assert any(audio.left)  # the second second is still there
