@@ -24,7 +24,8 @@ from services.store.events import StoredEvent
 
 BYTES_PER_MS = 48  # 24 kHz mono PCM16
 
-_AUDIO_KINDS = frozenset(
+# Many per second and needed only for their audio reference (or not at all): never decoded.
+_BULK_KINDS = frozenset(
     {
         "client.audio",
         "model.client.input_audio_buffer.append",
@@ -333,7 +334,7 @@ class Analyzer:
             a.session_id = session_id
         at = (receive_time - self._start) // _MS
         self._last_ms = at
-        if kind in _AUDIO_KINDS:
+        if kind in _BULK_KINDS:
             if stream == "input":
                 a.input_audio_ms += length // BYTES_PER_MS
             elif stream is not None and kind == "model.server.response.output_audio.delta":

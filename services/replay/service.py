@@ -341,15 +341,18 @@ class ReplayReader:
 
     async def refresh_summaries(self, tenant_id: str | None, *, limit: int = 200) -> int:
         """Builds the summaries that are missing or older than their session's log (on read:
-        the first search after a session changed pays for it). Returns how many."""
+        the first search after a session changed pays for it); a live session's at most once a
+        minute, so searching while long sessions run does not re-read them each time. Returns
+        how many."""
         rows = await self.pool.fetch(
             """
             SELECT s.session_id FROM sessions s
             LEFT JOIN session_summaries m USING (session_id)
             WHERE ($1::text IS NULL OR s.tenant_id = $1)
-              AND (m.session_id IS NULL OR m.last_seq <
-                   (SELECT coalesce(max(seq), 0) FROM session_events e
-                    WHERE e.session_id = s.session_id))
+              AND (m.session_id IS NULL
+                   OR ((s.status = 'ended' OR m.built_at < now() - interval '1 minute')
+                       AND m.last_seq < (SELECT coalesce(max(seq), 0) FROM session_events e
+                                         WHERE e.session_id = s.session_id)))
             ORDER BY s.created_at DESC LIMIT $2
             """,
             tenant_id,
