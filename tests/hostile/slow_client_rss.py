@@ -40,7 +40,7 @@ def rss() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-async def measure(seconds: float) -> None:
+async def measure(seconds: float, *, read: bool, pace: float) -> None:
     speech = synthesize_speech("Tell me about fractions, please.") + silence(900)
     frames = [speech[i : i + 960] for i in range(0, len(speech), 960)]
     async with hostile_stack() as stack:
@@ -78,17 +78,20 @@ async def measure(seconds: float) -> None:
                             yield pb.ClientMessage(
                                 client_event_id=f"a-{n}", audio=pb.AudioFrame(pcm16=frame)
                             )
-                            await asyncio.sleep(0.002)
+                            await asyncio.sleep(pace)  # 0.02: a real microphone's pace
 
-                call = stub.Connect(requests())  # never read
+                call = stub.Connect(requests())  # never read, unless --read (the baseline)
+                drain = asyncio.create_task(_drain(call)) if read else None
                 base = rss()
                 started = time.monotonic()
                 peak_rss, peak_queue, cut_at = base, 0, None
+                attached = False
                 print(f"RSS at start: {base / 2**20:.0f} MiB")
                 while (elapsed := time.monotonic() - started) < seconds:
                     live = gw.gateway.live(session_id)
                     queued = live.outbound.bytes if live is not None else 0
-                    if live is None and cut_at is None:
+                    attached = attached or live is not None
+                    if live is None and attached and cut_at is None:
                         cut_at = elapsed
                     now = rss()
                     peak_rss, peak_queue = max(peak_rss, now), max(peak_queue, queued)
@@ -101,6 +104,8 @@ async def measure(seconds: float) -> None:
                     await asyncio.sleep(1.0)
                 stop.set()
                 call.cancel()
+                if drain is not None:
+                    await asyncio.gather(drain, return_exceptions=True)
                 end = rss()
                 print(
                     f"RSS start {base / 2**20:.0f} MiB, peak {peak_rss / 2**20:.0f} MiB, end "
@@ -111,12 +116,19 @@ async def measure(seconds: float) -> None:
             await sim.stop()
 
 
+async def _drain(call: object) -> None:
+    async for _ in call:  # type: ignore[attr-defined]
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--read", action="store_true", help="a client that reads: the baseline")
+    parser.add_argument("--pace", type=float, default=0.02, help="seconds between 20 ms frames")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
-    asyncio.run(measure(args.seconds))
+    asyncio.run(measure(args.seconds, read=args.read, pace=args.pace))
 
 
 if __name__ == "__main__":
