@@ -386,6 +386,9 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             return self._fatal(
                 live, grpc.StatusCode.ABORTED, f"another process is writing this session: {exc}"
             )
+        except validation.InvalidField as exc:  # bytes that are not a ClientMessage at all
+            log.warning("session %s: undecodable message: %s", live.session_id, exc)
+            return self._fatal(live, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreError as exc:
             if live.closed.is_set():
                 return None  # the connection closed under this message; the client was told

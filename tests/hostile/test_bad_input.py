@@ -219,3 +219,41 @@ async def test_list_sessions_pages_stay_under_the_default_message_size(
         if not token:
             break
     assert seen == 80 and pages >= 2
+
+
+INVALID_UTF8_ID = b"\x0a\x02\xff\xfe"  # field 1 (client_event_id): two bytes that are not UTF-8
+
+
+async def test_bytes_that_are_not_a_message_get_invalid_argument(
+    channel: grpc.aio.Channel, sessions: session_pb2_grpc.SessionServiceAsyncStub
+) -> None:
+    raw_start = channel.unary_unary(
+        "/earpiece.v1.SessionService/StartSession",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await raw_start(INVALID_UTF8_ID)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+
+    session_id = await start(sessions)
+    raw_connect = channel.stream_stream(
+        "/earpiece.v1.SessionService/Connect",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.ServerMessage.FromString,
+    )
+    attach = pb.ClientMessage(client_event_id="attach", attach=pb.Attach(session_id=session_id))
+
+    async def requests():
+        yield attach.SerializeToString()
+        yield INVALID_UTF8_ID
+        await asyncio.sleep(30)
+
+    replies = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async with asyncio.timeout(20):
+            async for reply in raw_connect(requests()):
+                replies.append(reply)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    fatal = [r.error for r in replies if r.WhichOneof("body") == "error"]
+    assert fatal and fatal[0].fatal and fatal[0].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
