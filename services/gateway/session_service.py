@@ -290,12 +290,14 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             await live.close(reason=reason)
         except Exception as exc:
             log.warning(
-                "session %s: closing the connection (%s) could not flush its log now "
-                "(%s: %s); the writer keeps retrying in the background",
+                "session %s: closing the connection (%s) failed (%s: %s)%s",
                 live.session_id,
                 reason,
                 type(exc).__name__,
                 exc,
+                "; the writer keeps what it holds and retries in the background"
+                if store_unavailable(exc)
+                else "",
             )
 
     async def _watch(
