@@ -14,15 +14,14 @@ SESSION_TASK_QUEUE = "earpiece-sessions"
 
 # Activities that run on a gateway's own task queue (worker-specific task queue pattern).
 CLOSE_SESSION_STREAM = "close_session_stream"
-DELIVER_TOOL_OUTPUTS = "deliver_tool_outputs"
 
 
 class GatewayEventKind(StrEnum):
     """The coarse events a gateway signals: only what the workflow acts on, never frames.
 
-    A response's turn is folded into one RESPONSE_SETTLED, sent once its speech is done or was
-    cut off, and only when it asked for tools (turn and response counts ride along). The other
-    kinds are older signals, kept so that older histories still decode."""
+    A response's turn reaches the workflow as one `settle` update (see SettleRequest), and only
+    when it asked for tools. RESPONSE_SETTLED names that in the turn machine's commands; the
+    other kinds are older signals, kept so that older histories still decode."""
 
     ATTACHED = "attached"
     DETACHED = "detached"
@@ -55,10 +54,9 @@ class SessionProgress:
     responses: int = 0
     screen_changes: int = 0
     link_losses: int = 0
-    # Calls the workflow has decided on (run or drop), so a call re-settled by a later holder
-    # is never run twice; and outcomes not yet handed to a holder.
-    calls_decided: list[str] = field(default_factory=list)
-    undelivered: list[ToolOutput] = field(default_factory=list)
+    # The outcome of every call decided lately (run or dropped), by call id: a call settled
+    # again (a retry, a later holder) gets the same outcome and never runs twice.
+    outcomes: dict[str, ToolOutput] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -107,11 +105,18 @@ def dropped_output(call: ToolCall, *, reason: str) -> ToolOutput:
 
 
 @dataclass(kw_only=True)
-class DeliverOutputsInput:
-    session_id: str
+class SettleRequest:
+    """One response's turn, folded into one message: sent once its speech is done or was cut
+    off, with its calls. The workflow answers with each call's one outcome (waiting for the
+    tools it runs); turn and response counts since the last message ride along."""
+
     connection_id: str
-    # Every kind of outcome, dropped calls' too: each closes its call in the conversation.
-    outputs: list[ToolOutput]
+    response_id: str
+    interrupted: bool
+    decided_by: str
+    calls: list[ToolCall]
+    turns: int = 0
+    responses: int = 0
 
 
 @dataclass(kw_only=True)
@@ -166,8 +171,6 @@ class CloseStreamInput:
     session_id: str
     connection_id: str
     reason: str
-    # Outcomes of calls still open when the session ends, recorded before the end.
-    outcomes: list[ToolOutput] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -176,5 +179,3 @@ class RecordEndInput:
     reason: str
     # True if no gateway recorded the end in the event log (none was attached).
     append_event: bool
-    # With append_event: outcomes of calls still open, recorded unless the log has them.
-    outcomes: list[ToolOutput] = field(default_factory=list)

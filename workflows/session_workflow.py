@@ -17,10 +17,8 @@ from temporalio.exceptions import ActivityError
 
 from workflows.messages import (
     CLOSE_SESSION_STREAM,
-    DELIVER_TOOL_OUTPUTS,
     SESSION_TASK_QUEUE,
     CloseStreamInput,
-    DeliverOutputsInput,
     EndRequest,
     GatewayEvent,
     GatewayEventKind,
@@ -30,6 +28,7 @@ from workflows.messages import (
     SessionOutcome,
     SessionProgress,
     SessionView,
+    SettleRequest,
     ToolCall,
     ToolOutput,
     dropped_output,
@@ -54,8 +53,7 @@ class SessionWorkflow:
         self._ended = False
         # Tool activities in flight, by call id.
         self._running: dict[str, asyncio.Task[None]] = {}
-        # The connection a delivery last failed on: wait for another holder.
-        self._delivery_failed_for: str | None = None
+        self._settling = 0
 
     @workflow.run
     async def run(self, input: SessionInput) -> SessionOutcome:
@@ -67,7 +65,7 @@ class SessionWorkflow:
         while self._end is None:
             if workflow.info().is_continue_as_new_suggested():
                 # Running tools live in this run: let them finish before the history is cut;
-                # their outcomes, delivered or not, travel in the carried progress.
+                # their outcomes travel in the carried progress.
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and not self._running
                 )
@@ -80,9 +78,6 @@ class SessionWorkflow:
                         carried=self._progress,
                     )
                 )
-            if self._can_deliver():
-                await self._deliver()
-                continue
             attached = self._progress.gateway_queue is not None
             try:
                 # Attached sessions wait for anything; detached ones for a re-attach within idle.
@@ -98,21 +93,20 @@ class SessionWorkflow:
         return outcome
 
     def _news(self, seen: int) -> Callable[[], bool]:
-        return lambda: (
-            self._end is not None or self._progress.events_seen != seen or self._can_deliver()
-        )
+        return lambda: self._end is not None or self._progress.events_seen != seen
 
     async def _finish(self, end: EndRequest) -> SessionOutcome:
         """Every call still open gets its outcome recorded before the end: a running tool is
-        cancelled, an outcome not yet delivered is handed over with the end."""
+        cancelled (its outcome: the session ended), and the `settle` answers waiting on it go
+        out before the stream closes. Calls the log holds that no holder settled (a crashed
+        gateway's) are closed by whoever records the end."""
         assert self._input is not None
         p = self._progress
         for task in list(self._running.values()):
             task.cancel()
-        if self._running:
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
-        open_outcomes = list(p.undelivered)
-        p.undelivered = []
+        # The settle answers waiting on those go out before the stream closes (not every
+        # handler: the `end` update that asked for this is one, and waits for it).
+        await workflow.wait_condition(lambda: not self._running and self._settling == 0)
         recorded_by_gateway = False
         queue, connection = p.gateway_queue, p.connection_id
         if queue is not None and connection is not None:
@@ -125,7 +119,6 @@ class SessionWorkflow:
                         session_id=self._input.session_id,
                         connection_id=connection,
                         reason=end.reason,
-                        outcomes=open_outcomes,
                     ),
                     task_queue=queue,
                     schedule_to_close_timeout=timedelta(seconds=10),
@@ -141,7 +134,6 @@ class SessionWorkflow:
                     session_id=self._input.session_id,
                     reason=end.reason,
                     append_event=not recorded_by_gateway,
-                    outcomes=[] if recorded_by_gateway else open_outcomes,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(
@@ -176,8 +168,6 @@ class SessionWorkflow:
                 if event.connection_id == p.connection_id:
                     p.gateway_queue = None
                     p.connection_id = None
-            case GatewayEventKind.RESPONSE_SETTLED:
-                self._decide(event)
             case GatewayEventKind.TURN_COMMITTED:
                 p.turns += 1
             case GatewayEventKind.RESPONSE_DONE:
@@ -187,60 +177,49 @@ class SessionWorkflow:
 
     # ---- the tool gate: the gateway's machine says when speech is done; this says run or drop
 
-    def _decide(self, event: GatewayEvent) -> None:
-        """Speech is done (or was cut off): each call runs, or is dropped if the user
-        interrupted its response and its tool does not survive interruption. Once per call."""
+    @workflow.update
+    async def settle(self, request: SettleRequest) -> list[ToolOutput]:
+        """A response's speech is done (or was cut off): each call runs, or is dropped if the
+        user interrupted it and its tool does not survive interruption. Answers with each call's
+        one outcome once it has one; a call settled again gets the same outcome."""
         p = self._progress
-        interrupted = event.detail.get("interrupted") == "true"
-        for call in event.calls:
-            if call.call_id in p.calls_decided or self._end is not None:
-                continue
-            p.calls_decided.append(call.call_id)
-            if interrupted and not self._survives(call):
-                p.undelivered.append(dropped_output(call, reason="interrupted"))
-            else:
-                self._running[call.call_id] = asyncio.create_task(self._run_call(call))
-        del p.calls_decided[:-MAX_CALLS_REMEMBERED]
+        p.turns += request.turns
+        p.responses += request.responses
+        self._settling += 1
+        try:
+            for call in request.calls:
+                self._decide(call, interrupted=request.interrupted)
+            await workflow.wait_condition(
+                lambda: all(c.call_id in p.outcomes for c in request.calls)
+            )
+            return [p.outcomes[c.call_id] for c in request.calls]
+        finally:
+            self._settling -= 1
+
+    def _decide(self, call: ToolCall, *, interrupted: bool) -> None:
+        p = self._progress
+        if call.call_id in p.outcomes or call.call_id in self._running:
+            return
+        if self._end is not None:
+            self._record(dropped_output(call, reason="session_ended"))
+        elif interrupted and not self._survives(call):
+            self._record(dropped_output(call, reason="interrupted"))
+        else:
+            self._running[call.call_id] = asyncio.create_task(self._run_call(call))
+
+    def _record(self, output: ToolOutput) -> None:
+        outcomes = self._progress.outcomes
+        outcomes[output.call_id] = output
+        while len(outcomes) > MAX_CALLS_REMEMBERED:
+            del outcomes[next(iter(outcomes))]
 
     async def _run_call(self, call: ToolCall) -> None:
         try:
             output = await self._run_tool(call)
         except asyncio.CancelledError:
             output = dropped_output(call, reason="session_ended")
-        self._progress.undelivered.append(output)
+        self._record(output)
         self._running.pop(call.call_id, None)
-
-    def _can_deliver(self) -> bool:
-        p = self._progress
-        return (
-            bool(p.undelivered)
-            and p.gateway_queue is not None
-            and p.connection_id != self._delivery_failed_for
-        )
-
-    async def _deliver(self) -> None:
-        """Hands outcomes to the holder, which records each once and closes it in the model's
-        conversation; what a holder could not take waits for the next one."""
-        assert self._input is not None
-        p = self._progress
-        batch = list(p.undelivered)
-        queue, connection = p.gateway_queue, p.connection_id
-        assert queue is not None and connection is not None
-        try:
-            await workflow.execute_activity(
-                DELIVER_TOOL_OUTPUTS,
-                DeliverOutputsInput(
-                    session_id=self._input.session_id, connection_id=connection, outputs=batch
-                ),
-                task_queue=queue,
-                schedule_to_close_timeout=timedelta(seconds=15),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
-        except ActivityError:
-            self._delivery_failed_for = connection
-            return
-        delivered = {o.call_id for o in batch}
-        p.undelivered = [o for o in p.undelivered if o.call_id not in delivered]
 
     def _survives(self, call: ToolCall) -> bool:
         spec = TOOLS.get(call.name)

@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway.live_session import LiveSession
@@ -22,11 +23,14 @@ from services.gateway.rebuild import load_plan
 from services.gateway.signals import WorkflowSignals
 from services.realtime.link import ModelLink, ModelLinkClosed
 from services.store.event_store import EventStore
+from workflows.messages import SettleRequest, ToolOutput
 from workflows.session_workflow import SessionWorkflow
 from workflows.tools.registry import TOOLS
 
 log = logging.getLogger(__name__)
 
+
+SETTLE_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 LinkFactory = Callable[[str | None, Callable[[str], None]], ModelLink]
 
@@ -52,6 +56,7 @@ class Gateway:
         self.queue = queue or gateway_queue_name()
         self.tools = frozenset(TOOLS)
         self._live: dict[str, LiveSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._attach_lock: dict[str, asyncio.Lock] = {}
 
     def workflow(self, session_id: str) -> WorkflowHandle[SessionWorkflow, object]:
@@ -90,7 +95,8 @@ class Gateway:
             load_plan=lambda: load_plan(self.store.pool, live.session_id),
             writer=live.writer,
             send_to_client=live.send,
-            signal=live.signals.send,
+            settle=lambda request: self.settle(live.session_id, request),
+            connection_id=live.connection_id,
             config=config,
             tool_definitions=[
                 TOOLS[name].realtime_definition() for name in config.get("tools", [])
@@ -115,6 +121,45 @@ class Gateway:
                 )
             )
 
+    def settle(self, session_id: str, request: SettleRequest) -> None:
+        """Asks the session's workflow for the outcomes of a settled response's calls, off the
+        hot path, and hands them to whichever stream holds the session here when they come."""
+        task = asyncio.create_task(self._settle(session_id, request), name=f"settle-{session_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, session_id: str, request: SettleRequest) -> None:
+        try:
+            await self._settle_once(session_id, request)
+        except Exception:
+            log.exception("session %s: settling %s failed", session_id, request.response_id)
+
+    async def _settle_once(self, session_id: str, request: SettleRequest) -> None:
+        handle = self.workflow(session_id)
+        for attempt, delay in enumerate((0.0, *SETTLE_BACKOFF_S)):
+            await asyncio.sleep(delay)
+            try:
+                # By name, to give the result type: the workflow module's annotations are
+                # strings, which the SDK cannot resolve here.
+                outputs: list[ToolOutput] = await handle.execute_update(
+                    "settle", request, result_type=list[ToolOutput]
+                )
+                break
+            except WorkflowUpdateFailedError as exc:
+                log.error("session %s: settle failed: %s", session_id, exc)
+                return
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return  # the session's workflow is gone; its end closed every call
+                log.warning("session %s: settle attempt %d: %s", session_id, attempt + 1, exc)
+        else:
+            # A later holder settles these calls again from the log.
+            log.error("session %s: settle gave up after retries", session_id)
+            return
+        live = self.live(session_id)
+        if live is not None and live.pump is not None:
+            await live.pump.deliver_tool_outputs(outputs)
+
     def forget(self, live: LiveSession) -> None:
         if self._live.get(live.session_id) is live:
             del self._live[live.session_id]
@@ -123,3 +168,6 @@ class Gateway:
         for live in list(self._live.values()):
             await live.close(reason=reason, notify=f"gateway stopping: {reason}")
         self._live.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -29,7 +29,7 @@ from services.gateway import turns
 from services.gateway.rebuild import RebuildPlan
 from services.realtime.link import ModelLink, ModelLinkClosed, classify_error
 from services.store.writer import SessionWriter
-from workflows.messages import GatewayEvent, ToolOutput
+from workflows.messages import SettleRequest, ToolOutput
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class ModelPump:
         load_plan: PlanLoader,
         writer: SessionWriter,
         send_to_client: Callable[[pb.ServerMessage], None],
-        signal: Callable[[GatewayEvent], None],
+        settle: Callable[[SettleRequest], None],
+        connection_id: str,
         config: dict[str, Any],
         tool_definitions: list[dict[str, Any]],
         turn_config: turns.TurnConfig | None = None,
@@ -68,7 +69,8 @@ class ModelPump:
         self._load_plan = load_plan
         self.writer = writer
         self._send_to_client = send_to_client
-        self._signal = signal
+        self._settle = settle
+        self._connection_id = connection_id
         self._config = config
         self._tools = tool_definitions
         self.machine = turns.TurnMachine(config=turn_config)
@@ -166,6 +168,21 @@ class ModelPump:
                 context_item_id=plan.context_item_id,
             )
         )
+        # Calls an earlier connection or process left held, that this one never saw: their
+        # speech is long over, so they are settled now (the workflow answers a call it already
+        # decided with the outcome it has, and never runs one twice).
+        known = {c.call_id for r in self.machine.responses.values() for c in r.calls}
+        orphans = [c for c in plan.held_calls() if c.call_id not in known]
+        if orphans:
+            self._settle(
+                SettleRequest(
+                    connection_id=self._connection_id,
+                    response_id=orphans[0].response_id,
+                    interrupted=False,
+                    decided_by="earlier_holder",
+                    calls=orphans,
+                )
+            )
 
     async def rotate(self) -> None:
         """Proactive rotation before the model's cap: at the next turn boundary, a new link."""
@@ -322,9 +339,17 @@ class ModelPump:
                         )
                     )
                 )
-            case turns.Signal(kind=kind, detail=detail, calls=calls):
-                self._signal(
-                    GatewayEvent(kind=kind, seq=self._last_seq, detail=detail, calls=list(calls))
+            case turns.Signal(detail=detail, calls=calls):
+                self._settle(
+                    SettleRequest(
+                        connection_id=self._connection_id,
+                        response_id=detail["response_id"],
+                        interrupted=detail["interrupted"] == "true",
+                        decided_by=detail["decided_by"],
+                        calls=list(calls),
+                        turns=int(detail.get("turns", 0)),
+                        responses=int(detail.get("responses", 0)),
+                    )
                 )
 
     def _arm_tick(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from services.gateway.turns import context_item
+from workflows.messages import ToolCall
 
 # A conservative 4 characters a token, the usual estimate for English text.
 CHARS_PER_TOKEN = 4
@@ -69,12 +70,17 @@ class RebuildPlan:
     tokens: int = 0
     closed_calls: set[str] = field(default_factory=set)
     recorded_outcomes: set[str] = field(default_factory=set)
+    # Calls asked for with no outcome in the log yet (held, or orphaned by a crash).
     open_calls: set[str] = field(default_factory=set)
+    calls: dict[str, ToolCall] = field(default_factory=dict)
     context_digest: str | None = None
     context_item_id: str | None = None
 
     def events(self) -> list[dict[str, Any]]:
         return [{"type": "conversation.item.create", "item": item} for item in self.items]
+
+    def held_calls(self) -> list[ToolCall]:
+        return [c for cid, c in self.calls.items() if cid in self.open_calls]
 
 
 @dataclass
@@ -133,6 +139,13 @@ def plan(events: Iterable[LogEvent], *, token_budget: int = DEFAULT_TOKEN_BUDGET
                     },
                 )
                 result.open_calls.add(call_id)
+                result.calls[call_id] = ToolCall(
+                    call_id=call_id,
+                    name=str(p.get("name", "")),
+                    arguments=str(p.get("arguments", "")),
+                    response_id=str(p.get("response_id", "")),
+                    seq=e.seq,
+                )
             case "decision.truncated":
                 cut = entries.get(f"asst:{p.get('item_id')}")
                 generated = max(1, int(p.get("generated_ms") or 1))
@@ -153,6 +166,7 @@ def plan(events: Iterable[LogEvent], *, token_budget: int = DEFAULT_TOKEN_BUDGET
             case "decision.tool_output" | "decision.tool_dropped":
                 call_id = str(p.get("call_id", ""))
                 result.recorded_outcomes.add(call_id)
+                result.open_calls.discard(call_id)
                 if f"call:{call_id}" in entries:
                     entries[f"out:{call_id}"] = _Entry(
                         e.seq,
@@ -163,7 +177,6 @@ def plan(events: Iterable[LogEvent], *, token_budget: int = DEFAULT_TOKEN_BUDGET
                         },
                     )
                     result.closed_calls.add(call_id)
-                    result.open_calls.discard(call_id)
             case _:
                 pass
     items = [
@@ -220,9 +233,6 @@ def _fit(items: list[dict[str, Any]], budget: int, result: RebuildPlan) -> None:
         for item in items[:start]:
             if item.get("type") == "function_call_output":
                 result.closed_calls.discard(str(item.get("call_id")))
-    # Calls whose function_call item was cut cannot take an output on this link any more.
-    present = {str(i.get("call_id")) for i in kept if i.get("type") == "function_call"}
-    result.open_calls &= present
     result.items = kept
 
 
@@ -252,12 +262,6 @@ async def load_plan(
     )
 
 
-_OUTCOMES = """
-SELECT payload->>'call_id' FROM session_events
-WHERE session_id = $1 AND kind IN ('decision.tool_output', 'decision.tool_dropped')
-"""
-
-
-async def recorded_outcomes(pool: asyncpg.Pool, session_id: str) -> set[str]:
-    """Calls whose one outcome the log already has: an outcome is recorded once, ever."""
-    return {row[0] for row in await pool.fetch(_OUTCOMES, session_id)}
+async def open_calls(pool: asyncpg.Pool, session_id: str) -> list[ToolCall]:
+    """Calls the log holds with no outcome yet, in the order they were asked for."""
+    return (await load_plan(pool, session_id)).held_calls()

@@ -77,7 +77,7 @@ async def running_gateway(
     worker = Worker(
         client,
         task_queue=gateway.queue,
-        activities=[commands.close_session_stream, commands.deliver_tool_outputs],
+        activities=[commands.close_session_stream],
     )
     await server.start()
     for name in (*SERVICE_NAMES, ""):

@@ -97,9 +97,9 @@ class Player:
                     m.transcript.response_id, Playing()
                 ).final_transcript = True
             elif body == "stop_playback":
-                p = self.responses.get(m.stop_playback.response_id)
-                if p is not None and p.stopped_at_ms is None:
-                    p.stopped_at_ms = self._played(p, time.monotonic())
+                stopped = self.responses.get(m.stop_playback.response_id)
+                if stopped is not None and stopped.stopped_at_ms is None:
+                    stopped.stopped_at_ms = self._played(stopped, time.monotonic())
 
     def _played(self, p: Playing, now: float) -> float:
         return p.played_ms(

@@ -6,11 +6,11 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from services.gateway.rebuild import recorded_outcomes
+from services.gateway.rebuild import open_calls
 from services.gateway.turns import outcome_record
 from services.store.event_store import EventStore
 from services.store.events import WriterFailed
-from workflows.messages import RecordEndInput
+from workflows.messages import RecordEndInput, dropped_output
 
 # SQLSTATE classes no retry can fix: data exceptions (22), integrity (23), syntax or access (42).
 _PERMANENT_SQLSTATE_CLASSES = frozenset({"22", "23", "42"})
@@ -48,11 +48,10 @@ class SessionStoreActivities:
             if input.append_event:
                 writer = await self._store.open_writer(input.session_id)
                 try:
-                    recorded = await recorded_outcomes(self._store.pool, input.session_id)
-                    for outcome in input.outcomes:
-                        if outcome.call_id not in recorded:
-                            kind, payload = outcome_record(outcome)
-                            writer.append(kind=kind, source="workflow", payload=payload)
+                    # Calls the log holds with no outcome (their holder is gone): closed now.
+                    for call in await open_calls(self._store.pool, input.session_id):
+                        kind, payload = outcome_record(dropped_output(call, reason="session_ended"))
+                        writer.append(kind=kind, source="workflow", payload=payload)
                     writer.append(
                         kind="session.ended",
                         source="workflow",
