@@ -46,7 +46,7 @@ async def call(rpc: Any, request: Any, *, streaming: bool) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-@fuzz(500)
+@fuzz(1000)
 @given(request=start_requests())
 async def test_start_session(
     sessions: session_pb2_grpc.SessionServiceAsyncStub, request: session_pb2.StartSessionRequest
@@ -69,7 +69,7 @@ async def fuzz_stream(
     await stream.close()
 
 
-@fuzz(500)
+@fuzz(1000)
 @given(batch=st.lists(client_messages(), min_size=1, max_size=6))
 async def test_connect_messages(
     fuzz_stream: RawStream, batch: list[session_pb2.ClientMessage]
@@ -91,7 +91,7 @@ REPLAY = replay_pb2.DESCRIPTOR.services_by_name["ReplayService"]
 SESSION_READS = ["GetSession", "ListSessions", "EndSession"]
 
 
-@fuzz(700)
+@fuzz(1500)
 @given(data=st.data(), method=st.sampled_from(list(REPLAY.methods)))
 async def test_replay_rpcs(
     replay: replay_pb2_grpc.ReplayServiceAsyncStub, fuzz_session: str, data: Any, method: Any
@@ -100,7 +100,7 @@ async def test_replay_rpcs(
     await call(getattr(replay, method.name), request, streaming=method.server_streaming)
 
 
-@fuzz(200)
+@fuzz(300)
 @given(data=st.data(), name=st.sampled_from(SESSION_READS))
 async def test_other_session_rpcs(
     sessions: session_pb2_grpc.SessionServiceAsyncStub, data: Any, name: str
