@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from temporalio import activity
 from temporalio.client import Client
@@ -35,6 +36,10 @@ from workflows.session_workflow import SessionWorkflow
 from workflows.tools.activities import ToolActivities
 
 TURNS = 30
+# Turns without a tool, spoken after the tool turns, so the history each kind costs is measured.
+PLAIN_TURNS = 30
+# The issue's yardstick: one user turn every 10 s.
+TURNS_PER_HOUR = 360
 BASELINE_QUEUE = "bench-baseline"
 INSTRUCTIONS = (
     "You are a benchmark tutor. Respond conversationally, in 1-2 sentences, like you're sitting "
@@ -59,10 +64,22 @@ def scenario() -> Scenario:
         {
             "name": "bench-gate",
             "session": {"pacing": "fast", "audio_delta_ms": 100},
-            "user_utterances": ["Show me."] * TURNS,
-            "responses": turn * TURNS,
+            "user_utterances": ["Show me."] * (TURNS + PLAIN_TURNS),
+            "responses": turn * TURNS + [{"say": "Sure."}] * PLAIN_TURNS,
         }
     )
+
+
+@dataclass
+class History:
+    """Workflow history events: at start, after the tool turns, after the plain turns."""
+
+    marks: list[int] = field(default_factory=list)
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return len(history.events)
 
 
 # ---- the bare baseline ----
@@ -104,7 +121,9 @@ def finals_reach(finals: list[str], count: int) -> Callable[[], bool]:
     return lambda: len(finals) >= count
 
 
-async def run_earpiece(settings: Settings, store: EventStore, client: Client) -> list[float]:
+async def run_earpiece(
+    settings: Settings, store: EventStore, client: Client, history: History
+) -> list[float]:
     reported: dict[str, float] = {}
     finals: list[str] = []
     changed = asyncio.Condition()
@@ -137,26 +156,49 @@ async def run_earpiece(settings: Settings, store: EventStore, client: Client) ->
             )
             session_id = started.session.session_id
             async with api.attach(session_id) as stream:
+                first_audio: dict[str, float] = {}
+                audio_ms: dict[str, float] = {}
+
+                async def play_out(rid: str) -> None:
+                    # A client reports `finished` once its speaker has played everything.
+                    due = first_audio.get(rid, time.time()) + audio_ms.get(rid, 0.0) / 1000
+                    await asyncio.sleep(max(0.0, due - time.time()))
+                    reported[rid] = time.time()
+                    await stream.report_playback(
+                        rid, played_ms=int(audio_ms.get(rid, 0.0)), finished=True
+                    )
+                    finals.append(rid)
+                    async with changed:
+                        changed.notify_all()
 
                 async def receive() -> None:
                     async for m in stream.messages():
+                        if m.WhichOneof("body") == "audio":
+                            rid = m.audio.response_id
+                            first_audio.setdefault(rid, time.time())
+                            audio_ms[rid] = audio_ms.get(rid, 0.0) + len(m.audio.pcm16) / 48
                         if (
                             m.WhichOneof("body") == "transcript"
                             and m.transcript.final
                             and m.transcript.role == pb.Transcript.ROLE_ASSISTANT
                         ):
-                            rid = m.transcript.response_id
-                            reported[rid] = time.time()
-                            await stream.report_playback(rid, played_ms=500, finished=True)
-                            finals.append(rid)
-                            async with changed:
-                                changed.notify_all()
+                            players.append(asyncio.create_task(play_out(m.transcript.response_id)))
 
+                players: list[asyncio.Task[None]] = []
                 task = asyncio.create_task(receive())
+                history.marks.append(await history_length(client, session_id))
                 for turn in range(1, TURNS + 1):
                     await stream.stream_audio(FRAMES, realtime=False)
                     async with asyncio.timeout(30), changed:
                         await changed.wait_for(finals_reach(finals, 2 * turn))
+                await asyncio.sleep(0.5)  # the last outcome's workflow task completes
+                history.marks.append(await history_length(client, session_id))
+                for turn in range(1, PLAIN_TURNS + 1):
+                    await stream.stream_audio(FRAMES, realtime=False)
+                    async with asyncio.timeout(30), changed:
+                        await changed.wait_for(finals_reach(finals, 2 * TURNS + turn))
+                await asyncio.sleep(0.5)
+                history.marks.append(await history_length(client, session_id))
                 await api.end_session(session_id)
                 await asyncio.wait_for(task, timeout=10)
     finally:
@@ -168,7 +210,8 @@ async def main() -> None:
     with throwaway_settings() as settings:
         async with infrastructure(settings, temporal_port=None) as infra:
             baseline = await run_baseline(infra.client)
-            gate = await run_earpiece(settings, infra.store, infra.client)
+            history = History()
+            gate = await run_earpiece(settings, infra.store, infra.client, history)
     print(f"playback finished → tool activity starts, {TURNS} calls each (ms)")
     print(f"{'':40}{'p50':>9}{'p99':>9}")
     base50, base99 = pct(baseline, 0.5), pct(baseline, 0.99)
@@ -178,3 +221,14 @@ async def main() -> None:
     )
     ratio = pct(gate, 0.5) / pct(baseline, 0.5)
     print(f"ratio at p50: {ratio:.2f}x (goal ≤ 1.25x); p99 {pct(gate, 0.99):.1f} ms (goal < 150)")
+    start, after_tools, after_plain = history.marks
+    per_tool_turn = (after_tools - start) / TURNS
+    per_plain_turn = (after_plain - after_tools) / PLAIN_TURNS
+    print("\nsession workflow history (goal ≤ 2,000 events per session-hour, 1 turn every 10 s)")
+    print(f"  per turn with a tool call: {per_tool_turn:.1f} events ({TURNS} turns measured)")
+    print(
+        f"  per turn without one:      {per_plain_turn:.1f} events ({PLAIN_TURNS} turns measured)"
+    )
+    for share in (1.0, 0.5, 0.25):
+        hour = TURNS_PER_HOUR * (share * per_tool_turn + (1 - share) * per_plain_turn)
+        print(f"  per session-hour, {share:.0%} of turns with a tool: {hour:,.0f} events")

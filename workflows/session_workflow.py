@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.messages import (
     CLOSE_SESSION_STREAM,
@@ -237,24 +237,38 @@ class SessionWorkflow:
                 output=json.dumps({"error": f"tool {call.name!r} is not available"}),
                 started_at=started,
             )
+        request = RunToolInput(
+            session_id=self._input.session_id,
+            call=call,
+            idempotency_key=f"{self._input.session_id}:{call.call_id}",
+        )
+        retry = RetryPolicy(
+            maximum_attempts=spec.maximum_attempts,
+            non_retryable_error_types=["InvalidToolArguments"],
+        )
         try:
-            output: str = await workflow.execute_activity(
-                RUN_TOOL,
-                RunToolInput(
-                    session_id=self._input.session_id,
-                    call=call,
-                    idempotency_key=f"{self._input.session_id}:{call.call_id}",
-                ),
-                task_queue=SESSION_TASK_QUEUE,
-                start_to_close_timeout=spec.start_to_close,
-                retry_policy=RetryPolicy(
-                    maximum_attempts=spec.maximum_attempts,
-                    non_retryable_error_types=["InvalidToolArguments"],
-                ),
-                result_type=str,
-            )
-        except ActivityError as exc:
-            cause = exc.cause
+            output: str
+            if spec.runs_locally:
+                output = await workflow.execute_local_activity(
+                    RUN_TOOL,
+                    request,
+                    start_to_close_timeout=spec.start_to_close,
+                    retry_policy=retry,
+                    result_type=str,
+                )
+            else:
+                output = await workflow.execute_activity(
+                    RUN_TOOL,
+                    request,
+                    task_queue=SESSION_TASK_QUEUE,
+                    start_to_close_timeout=spec.start_to_close,
+                    retry_policy=retry,
+                    result_type=str,
+                )
+        except (ActivityError, ApplicationError) as exc:
+            # A local activity's failure arrives as the ApplicationError itself; an ordinary
+            # activity's wraps it.
+            cause = exc.cause if isinstance(exc, ActivityError) else exc
             message = str(cause.message if cause is not None and hasattr(cause, "message") else exc)
             return ToolOutput(
                 call_id=call.call_id,

@@ -23,6 +23,7 @@ import pytest
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.client import EarpieceClient
+from services.gateway.turns import TurnConfig
 from services.realtime.simulator.scenario import load_builtin_scenario
 from services.realtime.simulator.server import SimulatorServer, serve_simulator
 from services.store.event_store import EventStore
@@ -165,7 +166,8 @@ async def test_tool_runs_only_after_playback_as_the_client_reports_it(
     )
     # Never before the audio could have been played out, whoever decided.
     earliest = first_audio.timestamp() + played["audio_ms"] / 1000
-    assert datetime.fromisoformat(output.payload["started_at"]).timestamp() >= earliest - 0.05
+    slack = TurnConfig().finished_tolerance_ms / 1000 + 0.05
+    assert datetime.fromisoformat(output.payload["started_at"]).timestamp() >= earliest - slack
     if mode == "never":
         assert played["decided_by"] == "estimated"
         return

@@ -179,12 +179,22 @@ def test_a_finished_report_before_generation_ends_counts_only_if_it_covers_the_a
     assert signal.detail["decided_by"] == "reported"
 
 
-def test_over_reporting_client_is_clamped_to_the_audio_generated() -> None:
-    steps, gen_end = answer(seconds=1.0, speed=4.0)
+def test_over_reporting_client_is_held_to_the_clock() -> None:
+    # 1 s of audio generated in 0.25 s; the client claims all of it played at 0.3 s.
+    steps, _ = answer(seconds=1.0, speed=4.0)
     steps.append((0.3, PlaybackReport("r1", 99_000, True)))
     r = run(steps, until=3)
-    [(t, _)] = r.settled()
-    assert t == pytest.approx(gen_end, abs=0.06)  # decided at response.done, never before
+    [(t, signal)] = r.settled()
+    # Not before the audio could have been played out (first frame + 1 s, less the tolerance).
+    assert t == pytest.approx(0.01 + 1.0 - 0.15, abs=0.06)
+    assert signal.detail["decided_by"] == "reported"
+
+
+def test_finished_after_generation_decides_even_if_its_progress_lags() -> None:
+    steps, _ = answer(seconds=1.0, speed=4.0)
+    steps.append((1.2, PlaybackReport("r1", 500, True)))
+    [(t, signal)] = run(steps, until=3).settled()
+    assert t == pytest.approx(1.2) and signal.detail["decided_by"] == "reported"
 
 
 def test_tool_only_response_settles_at_response_done() -> None:

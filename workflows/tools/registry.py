@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+# Tools bounded by this run as local activities (see ToolSpec.runs_locally).
+LOCAL_TOOL_LIMIT = timedelta(seconds=10)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ToolSpec:
@@ -19,6 +22,14 @@ class ToolSpec:
     # hallucinated end_call from an interrupted response hung up on a caller).
     survives_interruption: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runs_locally(self) -> bool:
+        """Short tools run as local activities, in the workflow's own worker: no task queue
+        round trip (the model waits on it), and one history event instead of three, which is
+        what keeps a session-hour of tool turns inside the history budget. Long ones run as
+        ordinary activities, which can be heartbeated and cancelled mid-flight."""
+        return self.start_to_close <= LOCAL_TOOL_LIMIT
 
     def realtime_definition(self) -> dict[str, Any]:
         """The tool as the Realtime session.update `tools` entry expects it."""
