@@ -523,8 +523,8 @@ _EN_REWRITES: tuple[tuple[re.Pattern[str], _Replacement], ...] = _rewrite_table(
         (r"\btends\s+to\s+(\w+)", lambda m: _third_person(m.group(1))),
         (r"\btended\s+to\s+(\w+)", lambda m: _past(m.group(1))),
         (r"\btend\s+to\s+", ""),
-        (r",?\s*\b(?:if|when|where|whenever|wherever)\s+possible\b\s*,?", " "),
-        (r",?\s*\bas\s+(?:much|far)\s+as\s+possible\b", ""),
+        (r",?(?<!\s)\s*+\b(?:if|when|where|whenever|wherever)\s+possible\b\s*,?", " "),
+        (r",?(?<!\s)\s*+\bas\s+(?:much|far)\s+as\s+possible\b", ""),
         (r"\bgenerally\s+speaking\b,?\s*", ""),
         (r"\b(?:typically|usually|generally|ideally|perhaps|probably)\b,?\s*", ""),
         (r"(?P<subject>\b\w+)\s+might\s+(?P<not>not\s+)?(?P<verb>\w+)", _might),
@@ -601,7 +601,7 @@ _FOREIGN_REWRITES: dict[str, tuple[tuple[re.Pattern[str], _Replacement], ...]] =
                 r"|podr[ií](?:a|as|an))\b(?:\s+de)?\s+",
                 _modal({"as": "debes", "es": "debes", "an": "deben", "en": "deben"}, "debe"),
             ),
-            (rf",?\s*\b(?:{_ES_ADVERBS})\b\s*,?", " "),
+            (rf",?(?<!\s)\s*+\b(?:{_ES_ADVERBS})\b\s*,?", " "),
         )
     ),
     "fr": _rewrite_table(
@@ -624,7 +624,7 @@ _FOREIGN_REWRITES: dict[str, tuple[tuple[re.Pattern[str], _Replacement], ...]] =
                 r"\b(?P<verb>pourr(?:ais|ait|iez|aient))\b\s*",
                 _modal({"ais": "dois", "iez": "devez", "aient": "doivent"}, "doit"),
             ),
-            (rf",?\s*\b(?:{_FR_ADVERBS})\b\s*,?", " "),
+            (rf",?(?<!\s)\s*+\b(?:{_FR_ADVERBS})\b\s*,?", " "),
         )
     ),
     "de": _rewrite_table(
@@ -641,7 +641,7 @@ _FOREIGN_REWRITES: dict[str, tuple[tuple[re.Pattern[str], _Replacement], ...]] =
                 rf"^(?:{_DE_ADVERBS})\b\s*,?\s+(?P<verb>\w+)\s+(?P<subject>{_DE_PRONOUN})\b",
                 _de_fronted,
             ),
-            (rf",?\s*\b(?:{_DE_ADVERBS})\b\s*,?", " "),
+            (rf",?(?<!\s)\s*+\b(?:{_DE_ADVERBS})\b\s*,?", " "),
         )
     ),
 }

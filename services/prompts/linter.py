@@ -101,7 +101,7 @@ _USER_SIDE = {
     "patient",
     "guest",
 }
-_BULLET_PREFIX = r"(?:[-*•>]\s*|\d{1,2}[.)]\s+)*"
+_BULLET_PREFIX = r"(?:[-*•>]\s*+|\d{1,2}[.)]\s++)*+"
 
 
 def _rewrite_from_utterance(utterance: str | None) -> str:
@@ -124,7 +124,7 @@ def _rewrite_from_utterance(utterance: str | None) -> str:
 # kept per line so one example is reported once.
 
 _EXAMPLE_TURN = re.compile(
-    r"(?:^|[/|]|\s[-\u2013—]\s)\s*" + _BULLET_PREFIX + r"(?:\*\*|__)?\s*"
+    r"(?:^|[/|]|\s[-\u2013—]\s)\s*+" + _BULLET_PREFIX + r"(?:\*\*|__)?\s*+"
     r"(?:(?:example|sample)\b|e\.g\.)[\s\d#.)\-\u2013—]*(?::\s*)?"
     rf"(?P<who>{_SPEAKER}|response|reply|answer|question|utterance|input|output)\b"
     r"(?:\s+(?:turn|message|reply|response|input|output|line|says|said|asks|question|answer))?"
@@ -221,7 +221,7 @@ _SAY_VERB = r"(?:says?|said|asks?|asked|types?|typed|writes?|wrote|goes)"
 _YOUISH = r"(?:you|assistant|the assistant|ai|bot|agent|tutor|coach|i|we)"
 _REPLY_VERB = r"(?:say|says|said|reply|replies|replied|respond|responds|answer|answers|go|goes)"
 _ARROW_LINE = re.compile(
-    rf"(?P<left>\b{_USERISH}\s+{_SAY_VERB}\b.*?|{_QUOTE}[\s,:]*){_ARROW}"
+    rf"(?P<left>\b{_USERISH}\s+{_SAY_VERB}\b.{{0,200}}?|{_QUOTE}[\s,:]*){_ARROW}"
     rf"\s*(?P<right>(?:\b{_YOUISH}\s+(?:\w+\s+)?{_REPLY_VERB}\b|{_QUOTE}).*)",
     re.IGNORECASE,
 )
@@ -270,7 +270,7 @@ def _says_lines(lines: list[str]) -> Iterator[tuple[int, Finding]]:
                 ),
             )
             continue
-        arrow = _ARROW_LINE.search(line)
+        arrow = _ARROW_LINE.search(line) if _ARROW_RE.search(line) else None
         if not arrow:
             continue
         left, right = arrow.group("left"), arrow.group("right")
@@ -398,7 +398,7 @@ _ATX_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(?P<title>\S.*?)\s*#*\s*$")
 _BOLD_HEADING = re.compile(r"^\s*(?:\*\*|__)(?P<title>[^*_\n]{1,60})(?:\*\*|__)\s*:?\s*$")
 _SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(?:={3,}|-{3,})\s*$")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
+_TABLE_SEPARATOR = re.compile(r"^\s*+\|?\s*+:?-{3,}+:?\s*+(?:\|\s*+:?-{3,}+:?\s*+)+\|?\s*$")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,2}[.)])\s+\S")
 
 

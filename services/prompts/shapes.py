@@ -15,8 +15,9 @@ __all__ = ["QUOTE", "QUOTE_CHARS", "QUOTE_RE", "WORD_RE", "clip", "unquote"]
 # without the French inner spaces); an apostrophe inside a word (I'm, don't, l'aide) does not
 # close a single-quoted one.
 QUOTE = (
-    r"(?:\"[^\"\n]+\"|“[^”\n]+”|„[^“”\n]+[“”]|\u2018[^\u2019\n]+\u2019"
-    r"|(?<![\w'])'(?:[^'\n]|'(?=\w))+'(?!\w)|«[^»\n]+»|\u2039[^\u203a\n]+\u203a|「[^」\n]+」)"
+    r"(?:\"[^\"\n]{1,600}+\"|“[^“”\n]{1,600}+”|„[^„“”\n]{1,600}+[“”]"
+    r"|\u2018[^\u2018\u2019\n]{1,600}+\u2019|(?<![\w'])'(?:[^'\n]|'(?=\w)){1,600}+'(?!\w)"
+    r"|«[^«»\n]{1,600}+»|\u2039[^\u2039\u203a\n]{1,600}+\u203a|「[^「」\n]{1,600}+」)"
 )
 QUOTE_RE = re.compile(QUOTE)
 QUOTE_CHARS = "\"“”„\u2018\u2019'«»\u2039\u203a「」 \u00a0"
