@@ -59,6 +59,7 @@ class Case:
 class Tally:
     cases: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
+    rare: Counter[str] = field(default_factory=Counter)  # code and RPC, for the uncommon codes
     bad: list[str] = field(default_factory=list)
     unknown: int = 0
     internal: int = 0
@@ -70,6 +71,8 @@ class Tally:
 
     def status(self, kind: str, code: grpc.StatusCode, details: str) -> None:
         self.statuses[code.name] += 1
+        if code not in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}:
+            self.rare[f"{code.name} from {kind}"] += 1
         if code in BAD:
             self.bad_code(code.value[0], f"{kind}: {code.name}: {details[:200]}")
 
@@ -327,6 +330,8 @@ def main() -> None:
         f"(total {total})",
     )
     print("statuses:", ", ".join(f"{k} {v}" for k, v in tally.statuses.most_common()))
+    if tally.rare:
+        print("  of which:", ", ".join(f"{k} {v}" for k, v in tally.rare.most_common()))
     print(f"streams ended with a reason (and replaced): {tally.streams_ended_with_reason}")
     print(f"\nUNKNOWN statuses:        {tally.unknown}  (goal 0)")
     print(f"INTERNAL statuses:       {tally.internal}  (goal 0)")
