@@ -14,6 +14,11 @@ SESSION_TASK_QUEUE = "earpiece-sessions"
 
 # Activities that run on a gateway's own task queue (worker-specific task queue pattern).
 CLOSE_SESSION_STREAM = "close_session_stream"
+# The holder's lease: runs as long as the holder has the stream, heartbeating; a holder that
+# stops heartbeating (SIGKILLed, frozen, partitioned) is presumed gone.
+HOLD_SESSION = "hold_session"
+# Proactive model-link rotation before the model's session cap, at a turn boundary.
+ROTATE_MODEL_LINK = "rotate_model_link"
 
 
 class GatewayEventKind(StrEnum):
@@ -40,6 +45,11 @@ class SessionInput:
     tenant_id: str
     idle_timeout_seconds: float = 600.0
     tools: list[str] = field(default_factory=list)
+    # A holder that has not renewed its lease for this long is presumed gone.
+    lease_seconds: float = 10.0
+    # The model link is rotated at the first turn boundary after this long (the model's own
+    # cap is 60 minutes).
+    rotate_after_seconds: float = 55 * 60.0
     # Carried over by continue-as-new so a long session keeps its state in a fresh history.
     carried: SessionProgress | None = None
 
@@ -48,6 +58,8 @@ class SessionInput:
 class SessionProgress:
     gateway_queue: str | None = None
     connection_id: str | None = None
+    # Why the last holder let go: "client_detached", "gateway_lost" (its lease expired).
+    detached_cause: str | None = None
     last_seq: int = 0
     events_seen: int = 0
     turns: int = 0
@@ -164,6 +176,19 @@ class SessionView:
     gateway_queue: str | None
     progress: SessionProgress
     end_reason: str | None = None
+
+
+@dataclass(kw_only=True)
+class HoldInput:
+    session_id: str
+    connection_id: str
+    heartbeat_every_seconds: float
+
+
+@dataclass(kw_only=True)
+class RotateInput:
+    session_id: str
+    connection_id: str
 
 
 @dataclass(kw_only=True)

@@ -7,6 +7,7 @@ turn; it ends on EndSession or when no client has been attached for the idle tim
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,12 +18,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.messages import (
     CLOSE_SESSION_STREAM,
+    HOLD_SESSION,
+    ROTATE_MODEL_LINK,
     SESSION_TASK_QUEUE,
     CloseStreamInput,
     EndRequest,
     GatewayEvent,
     GatewayEventKind,
+    HoldInput,
     RecordEndInput,
+    RotateInput,
     RunToolInput,
     SessionInput,
     SessionOutcome,
@@ -54,6 +59,8 @@ class SessionWorkflow:
         # Tool activities in flight, by call id.
         self._running: dict[str, asyncio.Task[None]] = {}
         self._settling = 0
+        # The current holder's lease and link-rotation timer.
+        self._watchers: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, input: SessionInput) -> SessionOutcome:
@@ -61,6 +68,9 @@ class SessionWorkflow:
         if input.carried is not None:
             self._progress = input.carried
         idle = timedelta(seconds=input.idle_timeout_seconds)
+        p = self._progress
+        if p.gateway_queue is not None and p.connection_id is not None:
+            self._watch(p.gateway_queue, p.connection_id)  # carried over by continue-as-new
 
         while self._end is None:
             if workflow.info().is_continue_as_new_suggested():
@@ -69,15 +79,7 @@ class SessionWorkflow:
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and not self._running
                 )
-                workflow.continue_as_new(
-                    SessionInput(
-                        session_id=input.session_id,
-                        tenant_id=input.tenant_id,
-                        idle_timeout_seconds=input.idle_timeout_seconds,
-                        tools=input.tools,
-                        carried=self._progress,
-                    )
-                )
+                workflow.continue_as_new(dataclasses.replace(input, carried=self._progress))
             attached = self._progress.gateway_queue is not None
             try:
                 # Attached sessions wait for anything; detached ones for a re-attach within idle.
@@ -102,6 +104,7 @@ class SessionWorkflow:
         gateway's) are closed by whoever records the end."""
         assert self._input is not None
         p = self._progress
+        self._unwatch()
         for task in list(self._running.values()):
             task.cancel()
         # The settle answers waiting on those go out before the stream closes (not every
@@ -121,7 +124,9 @@ class SessionWorkflow:
                         reason=end.reason,
                     ),
                     task_queue=queue,
-                    schedule_to_close_timeout=timedelta(seconds=10),
+                    # A live gateway picks it up in milliseconds; a dead one never will.
+                    schedule_to_start_timeout=timedelta(seconds=3),
+                    start_to_close_timeout=timedelta(seconds=10),
                     retry_policy=RetryPolicy(maximum_attempts=2),
                 )
                 recorded_by_gateway = True
@@ -163,17 +168,90 @@ class SessionWorkflow:
             case GatewayEventKind.ATTACHED:
                 p.gateway_queue = event.gateway_queue or None
                 p.connection_id = event.connection_id or None
+                p.detached_cause = None
+                if p.gateway_queue is not None and p.connection_id is not None:
+                    self._watch(p.gateway_queue, p.connection_id)
             case GatewayEventKind.DETACHED:
                 # A stale detach (an older connection closing after a newer attached) is ignored.
                 if event.connection_id == p.connection_id:
-                    p.gateway_queue = None
-                    p.connection_id = None
+                    self._detach("client_detached")
             case GatewayEventKind.TURN_COMMITTED:
                 p.turns += 1
             case GatewayEventKind.RESPONSE_DONE:
                 p.responses += 1
             case _:
                 pass
+
+    # ---- the holder: a lease it renews, and the link-rotation timer ----
+
+    def _watch(self, queue: str, connection: str) -> None:
+        self._unwatch()
+        self._watchers = [
+            asyncio.create_task(self._hold(queue, connection)),
+            asyncio.create_task(self._rotate(queue, connection)),
+        ]
+
+    def _unwatch(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        self._watchers = []
+
+    def _detach(self, cause: str) -> None:
+        p = self._progress
+        p.gateway_queue = p.connection_id = None
+        p.detached_cause = cause
+        p.events_seen += 1  # wakes the main loop: the idle timeout starts now
+        self._unwatch()
+
+    async def _hold(self, queue: str, connection: str) -> None:
+        """The holder's lease: an activity on its own queue that heartbeats while it holds the
+        stream. A SIGKILLed or frozen holder stops heartbeating, and within `lease_seconds`
+        the session is detached (cause `gateway_lost`) and its idle timeout runs."""
+        await workflow.wait_condition(lambda: self._input is not None)
+        assert self._input is not None
+        lease = timedelta(seconds=self._input.lease_seconds)
+        try:
+            await workflow.execute_activity(
+                HOLD_SESSION,
+                HoldInput(
+                    session_id=self._input.session_id,
+                    connection_id=connection,
+                    heartbeat_every_seconds=self._input.lease_seconds / 4,
+                ),
+                task_queue=queue,
+                schedule_to_start_timeout=lease,
+                start_to_close_timeout=timedelta(days=30),
+                heartbeat_timeout=lease,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            cause = "client_detached"
+        except ActivityError:
+            cause = "gateway_lost"
+        if self._progress.connection_id == connection:
+            self._detach(cause)
+
+    async def _rotate(self, queue: str, connection: str) -> None:
+        """Proactive rotation: a new model link (its conversation rebuilt from the log) before
+        the model's cap, never while a tool is held here; the gateway waits for a turn boundary
+        (nobody speaking, no response active, no call held)."""
+        await workflow.wait_condition(lambda: self._input is not None)
+        assert self._input is not None
+        while True:
+            await workflow.sleep(timedelta(seconds=self._input.rotate_after_seconds))
+            await workflow.wait_condition(lambda: not self._running)
+            if self._progress.connection_id != connection:
+                return
+            try:
+                await workflow.execute_activity(
+                    ROTATE_MODEL_LINK,
+                    RotateInput(session_id=self._input.session_id, connection_id=connection),
+                    task_queue=queue,
+                    schedule_to_start_timeout=timedelta(seconds=10),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError:
+                workflow.logger.warning("rotation on %s failed; the next one is due later", queue)
 
     # ---- the tool gate: the gateway's machine says when speech is done; this says run or drop
 

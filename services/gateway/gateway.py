@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.api.earpiece.v1 import session_pb2 as pb
+from services.gateway.handover import lost_holder
 from services.gateway.live_session import LiveSession
 from services.gateway.model_pump import ModelPump
 from services.gateway.rebuild import load_plan
@@ -74,6 +75,10 @@ class Gateway:
             if old is not None:
                 await old.close(reason="replaced", notify="replaced by a newer connection")
             writer = await self.store.open_writer(session_id)
+            handover = await lost_holder(self.store.pool, session_id, last_seq=writer.last_seq)
+            if handover is not None:
+                # The previous holder died holding the stream: that comes first in the log.
+                writer.append(kind="gateway.lost", source="gateway", payload=handover.payload())
             live = LiveSession(
                 session_id=session_id,
                 connection_id=uuid.uuid4().hex,

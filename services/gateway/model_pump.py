@@ -203,10 +203,19 @@ class ModelPump:
     async def _replace_link(self, *, cause: str) -> None:
         old = self.link
         self._generation += 1  # anything queued for the old link is not sent
+        self._last_seq = seq = self.writer.append(
+            kind="model.link_lost", source="gateway", payload={"reason": cause, "cause": cause}
+        )
         self._feed(turns.LinkDown(cause))
+        self._state(pb.SessionState.STATE_MODEL_LINK_LOST, cause, seq)
         if old is not None:
             await old.close()
-        await self._open_link(cause=cause)
+        try:
+            await self._open_link(cause=cause)
+        except ModelLinkClosed as exc:
+            self._link_lost(exc.reason, cause=cause)  # rebuilt with backoff, as after a drop
+            return
+        self._state(pb.SessionState.STATE_MODEL_LINK_RESTORED, cause, self._last_seq)
 
     def _link_lost(self, reason: str, *, cause: str) -> None:
         """The link dropped or the model ended it: tell the client, rebuild in place."""

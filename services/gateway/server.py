@@ -77,7 +77,11 @@ async def running_gateway(
     worker = Worker(
         client,
         task_queue=gateway.queue,
-        activities=[commands.close_session_stream],
+        activities=[
+            commands.close_session_stream,
+            commands.hold_session,
+            commands.rotate_model_link,
+        ],
     )
     await server.start()
     for name in (*SERVICE_NAMES, ""):

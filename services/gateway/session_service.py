@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -190,6 +191,8 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                     tenant_id=record.tenant_id,
                     idle_timeout_seconds=float(record.config.get("idle_timeout_seconds", 600)),
                     tools=list(record.config.get("tools", [])),
+                    lease_seconds=env_seconds("EARPIECE_LEASE_S", 10.0),
+                    rotate_after_seconds=env_seconds("EARPIECE_ROTATE_AFTER_S", 55 * 60.0),
                 ),
                 id=record.session_id,
                 task_queue=SESSION_TASK_QUEUE,
@@ -524,6 +527,17 @@ def _store_outage_message(live: LiveSession) -> str:
         f"session has ended; the {live.writer.pending_events} events accepted meanwhile are "
         "kept and written when it is back. Start a new session once Postgres is reachable"
     )
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A bound in seconds from the environment: EARPIECE_LEASE_S (the holder lease, default
+    10) and EARPIECE_ROTATE_AFTER_S (model-link rotation, default 3300: the first turn boundary
+    after 55 minutes)."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def encode_page_token(record: SessionRecord) -> str:

@@ -74,8 +74,9 @@ FLUSH_SOON_EVENTS = 4_000
 CHUNK_BYTES = 48_000
 """Audio chunk size: one second of 24 kHz mono PCM16."""
 
-CHUNK_MAX_AGE = 1.0
-"""Seconds a chunk's oldest frame may wait before the chunk is written even if not full."""
+CHUNK_MAX_AGE = 0.25
+"""Seconds a chunk's oldest frame may wait before the chunk is written even if not full: what
+a SIGKILLed gateway can lose of each audio stream (its events flush every 50 ms)."""
 
 _RETRY_MAX_DELAY = 2.0
 
