@@ -38,8 +38,8 @@ RECAP = (
     "it left off, without greeting the user again.)"
 )
 
-# The kinds the plan reads. Migration 006 keeps a partial index on exactly these, so a rebuild
-# reads a few thousand rows of an hour-long session, not its half-million audio events.
+# The kinds the plan reads. Migrations 006 and 007 keep partial indexes on exactly these, so a
+# rebuild reads a few thousand rows of an hour-long session, not its half-million audio events.
 REBUILD_KINDS = (
     "client.text",
     "client.screen_state",
@@ -47,6 +47,7 @@ REBUILD_KINDS = (
     "model.server.conversation.item.input_audio_transcription.completed",
     "model.server.response.output_item.added",
     "model.server.response.output_audio_transcript.done",
+    "model.server.response.output_audio_transcript.delta",
     "model.server.response.function_call_arguments.done",
     "decision.truncated",
     "decision.item_deleted",
@@ -91,6 +92,7 @@ class _Entry:
     text: str = ""
     heard_fraction: float = 1.0
     deleted: bool = False
+    final: bool = False
 
 
 def plan(events: Iterable[LogEvent], *, token_budget: int = DEFAULT_TOKEN_BUDGET) -> RebuildPlan:
@@ -125,7 +127,13 @@ def plan(events: Iterable[LogEvent], *, token_budget: int = DEFAULT_TOKEN_BUDGET
                     calls[call_id] = {"name": item.get("name", ""), "order": e.seq}
             case "model.server.response.output_audio_transcript.done":
                 entry = entries.setdefault(f"asst:{p.get('item_id')}", _Entry(e.seq))
-                entry.text = str(p.get("transcript", ""))
+                entry.text, entry.final = str(p.get("transcript", "")), True
+            case "model.server.response.output_audio_transcript.delta":
+                # An answer cut off by a crash or a drop never gets its `done`: its deltas are
+                # what was said (and, paced with the audio, about what was heard).
+                entry = entries.setdefault(f"asst:{p.get('item_id')}", _Entry(e.seq))
+                if not entry.final:
+                    entry.text += str(p.get("delta", ""))
             case "model.server.response.function_call_arguments.done":
                 call_id = str(p.get("call_id", ""))
                 order = calls.get(call_id, {}).get("order", e.seq)

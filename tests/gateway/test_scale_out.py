@@ -1,0 +1,195 @@
+"""Two gateway processes on one Temporal and one Postgres, beside the suite's worker and a
+second worker process. A gateway is SIGKILLed in the middle of an answer: the session
+re-attaches on the other, which records the loss first, rebuilds the model's conversation from
+the log and answers; a session nobody re-attaches ends on its idle timeout once the dead
+holder's lease has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from services.api.earpiece.v1 import session_pb2 as pb
+from services.client import EarpieceClient
+from services.gateway.server import RunningGateway
+from services.store.event_store import EventStore
+from tests.conftest import free_port
+from tests.gateway.live_helpers import simulator, speak
+from tests.gateway.players import Player
+from tests.gateway.test_session_api import BRIEFING
+from workflows.session_workflow import SessionWorkflow
+
+LEASE_S = 2.0
+IDLE_S = 10
+SIM = "EARPIECE_SIMULATOR_URL"
+Gateway = tuple[str, subprocess.Popen[str]]
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], ready: str) -> Iterator[subprocess.Popen[str]]:
+    """An `earpiece` command in its own process, once it printed `ready`; killed at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"{args[0]} exited: {''.join(seen)}")
+            seen.append(line)
+            if ready in line:
+                break
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster_env(pg_url: str, temporal: Client, default_api_key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env.update(
+        DATABASE_URL=pg_url,
+        TEMPORAL_ADDRESS=temporal.service_client.config.target_host,
+        EARPIECE_LEASE_S=str(LEASE_S),
+        EARPIECE_API_KEY=default_api_key,
+    )
+    return env
+
+
+@asynccontextmanager
+async def two_gateways(
+    env: dict[str, str], sim_url: str
+) -> AsyncIterator[list[tuple[str, subprocess.Popen[str]]]]:
+    ports = [free_port(), free_port()]
+    with (
+        process(["worker"], env, "worker running"),
+        process(
+            ["gateway"],
+            {
+                **env,
+                "EARPIECE_GRPC_ADDRESS": f"127.0.0.1:{ports[0]}",
+                "EARPIECE_SIMULATOR_URL": sim_url,
+            },
+            "gateway listening",
+        ) as a,
+        process(
+            ["gateway"],
+            {
+                **env,
+                "EARPIECE_GRPC_ADDRESS": f"127.0.0.1:{ports[1]}",
+                "EARPIECE_SIMULATOR_URL": sim_url,
+            },
+            "gateway listening",
+        ) as b,
+    ):
+        yield [(f"127.0.0.1:{ports[0]}", a), (f"127.0.0.1:{ports[1]}", b)]
+
+
+def idle(seconds: int) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+async def test_gateway_sigkill_mid_answer_reattaches_on_the_other_gateway(
+    gateway: RunningGateway, cluster_env: dict[str, str], store: EventStore
+) -> None:
+    async with (
+        simulator("gateway_crash", realtime=True) as sim,
+        two_gateways(cluster_env, sim.url) as gws,
+    ):
+        (addr_a, proc_a), (addr_b, _) = gws
+        async with EarpieceClient.connect(addr_a) as client_a:
+            started = await client_a.start_session(instructions=BRIEFING, idle_timeout=idle(60))
+            session_id = started.session.session_id
+            stream = client_a.attach(session_id)
+            async with stream as s, Player(s) as player:
+                await s.send_screen_state({"screen": "fractions", "step": 3})
+                await speak(s, sim.scenario.user_utterances[0])
+                await player.wait_for(lambda m: m.WhichOneof("body") == "audio", timeout_s=20)
+                await asyncio.sleep(1.5)  # mid-answer
+                killed_at = time.monotonic()
+                proc_a.send_signal(signal.SIGKILL)
+                proc_a.wait(timeout=10)
+        async with EarpieceClient.connect(addr_b) as client_b:
+            async with client_b.attach(session_id) as s, Player(s) as player:
+                attached_after = time.monotonic() - killed_at
+                second = await sim.wait_for_session(1, timeout_s=20)
+                await speak(s, sim.scenario.user_utterances[1])
+                await second.wait_for_sent("response.done", timeout_s=30)
+                await player.wait_for(lambda m: m.WhichOneof("body") == "audio", timeout_s=20)
+                answered_after = time.monotonic() - killed_at
+            ended = await client_b.end_session(session_id)
+        received = second.received_events()
+    assert ended.status == pb.SESSION_STATUS_ENDED
+    events = [e async for e in store.read_events(session_id)]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    kinds = [e.kind for e in events]
+    # The next holder records the loss before anything else it writes.
+    lost = kinds.index("gateway.lost")
+    attaches = [e for e in events if e.kind == "client.attach"]
+    assert len(attaches) == 2 and attaches[0].seq < lost + 1 < attaches[1].seq
+    assert "model.link_rebuilt" in kinds[lost:]
+    assert events[lost].payload["previous_connection"] == attaches[0].payload["connection_id"]
+    assert events[lost].payload["last_durable_seq"] == lost  # seq lost+1 is the event itself
+    # The new link: the same instructions, then the conversation so far, the screen last.
+    assert received[0]["type"] == "session.update"
+    items = [e["item"] for e in received if e["type"] == "conversation.item.create"]
+    texts = [(i["role"], i["content"][0]["text"]) for i in items if i["type"] == "message"]
+    assert texts[0] == ("user", "Tell me about fractions.")
+    assert texts[1][0] == "assistant" and texts[1][1].startswith("A fraction has two parts")
+    assert texts[-1][0] == "user" and '"step": 3' in texts[-1][1]
+    print(f"SIGKILL → attached elsewhere {attached_after:.2f} s, answering {answered_after:.2f} s")
+
+
+async def test_orphaned_session_ends_on_its_idle_timeout(
+    gateway: RunningGateway, cluster_env: dict[str, str], store: EventStore, temporal: Client
+) -> None:
+    async with (
+        simulator("gateway_crash", realtime=True) as sim,
+        two_gateways(cluster_env, sim.url) as gws,
+    ):
+        (addr_a, proc_a), _ = gws
+        async with EarpieceClient.connect(addr_a) as client:
+            started = await client.start_session(instructions=BRIEFING, idle_timeout=idle(IDLE_S))
+            session_id = started.session.session_id
+            async with client.attach(session_id) as s:
+                await s.send_text("hello")
+                await asyncio.sleep(0.5)
+                proc_a.send_signal(signal.SIGKILL)
+                proc_a.wait(timeout=10)
+                killed_at = time.monotonic()
+        # The lease (2 s), then the idle timeout (10 s, the shortest allowed), with room for a
+        # loaded machine.
+        handle = temporal.get_workflow_handle(session_id)
+        async with asyncio.timeout(40):
+            await handle.result()
+        took = time.monotonic() - killed_at
+        view = await handle.query(SessionWorkflow.state)
+    # Detected by the lease, recorded with its cause.
+    assert view.progress.detached_cause == "gateway_lost"
+    record = await store.get_session(session_id)
+    assert record is not None and record.status == "ended" and record.end_reason == "idle_timeout"
+    assert took >= IDLE_S - 0.5
+    events = [e async for e in store.read_events(session_id)]
+    assert events[-1].kind == "session.ended"
