@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from services.api.earpiece.v1 import session_pb2 as pb
@@ -159,3 +160,77 @@ async def test_unknown_model_event_is_recorded_and_the_pump_goes_on(
         "model.server.rate_limits.updated",
     ]
     assert server_events[1].payload_json == future
+
+
+async def test_rotation_before_the_cap_rebuilds_at_a_turn_boundary(
+    gateway_for: GatewayFor, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EARPIECE_ROTATE_AFTER_S", "2")  # the model's cap, made short
+    async with (
+        simulator("tutoring") as sim,
+        gateway_for(sim.url) as gw,
+        EarpieceClient.connect(gw.address) as client,
+    ):
+        session = (await client.start_session(tenant_id="acme", instructions=BRIEFING)).session
+        async with client.attach(session.session_id) as stream:
+            await stream.send_text("What is a fraction?")
+            await sim.sessions[0].wait_for_sent("response.done", timeout_s=20)
+            # The answer plays (estimated), then at the turn boundary the link is rotated.
+            seen = await until_state(stream, pb.SessionState.STATE_MODEL_LINK_RESTORED)
+            second = await sim.wait_for_session(1)
+            await stream.send_text("And a denominator?")
+            await second.wait_for_sent("response.done", timeout_s=20)
+        await client.end_session(session.session_id)
+        first_answer = sim.sessions[0].sent_events("response.output_audio_transcript.done")
+        received = second.received_events()
+    states = [m.state.detail for m in seen if m.WhichOneof("body") == "state"]
+    assert states == ["rotation", "rotation"]  # LOST, then RESTORED
+    events = [e async for e in store.read_events(session.session_id)]
+    [rebuilt] = [e.payload for e in events if e.kind == "model.link_rebuilt"]
+    assert rebuilt["cause"] == "rotation"
+    # Never mid-answer: the rotation came after the answer's playback was decided.
+    kinds = [e.kind for e in events]
+    assert kinds.index("decision.playback_done") < kinds.index("model.link_rebuilt")
+    assert rebuilt_items(received)[:2] == [
+        ("user", "What is a fraction?"),
+        ("assistant", first_answer[0]["transcript"]),
+    ]
+
+
+async def test_client_reconnect_gets_the_conversation_back(
+    gateway_for: GatewayFor, store: EventStore
+) -> None:
+    async with (
+        simulator("tutoring") as sim,
+        gateway_for(sim.url) as gw,
+        EarpieceClient.connect(gw.address) as client,
+    ):
+        session = (await client.start_session(tenant_id="acme", instructions=BRIEFING)).session
+        async with client.attach(session.session_id) as stream:
+            await stream.send_text("What is a fraction?")
+            async with asyncio.timeout(20):
+                async for m in stream.messages():
+                    if m.WhichOneof("body") == "transcript" and m.transcript.final:
+                        # Heard all of it (a stream closed mid-answer is rebuilt as cut).
+                        await stream.report_playback(
+                            m.transcript.response_id, played_ms=60_000, finished=True
+                        )
+                        break
+            await asyncio.sleep(0.3)
+        async with client.attach(session.session_id) as stream:  # the client is back
+            second = await sim.wait_for_session(1)
+            await stream.send_text("And a denominator?")
+            await second.wait_for_sent("response.done", timeout_s=20)
+            async with asyncio.timeout(10):
+                async for m in stream.messages():
+                    if m.WhichOneof("body") == "audio":
+                        break
+        await client.end_session(session.session_id)
+        first_answer = sim.sessions[0].sent_events("response.output_audio_transcript.done")
+        received = second.received_events()
+    items = rebuilt_items(received)
+    assert items[0] == ("user", "What is a fraction?")
+    assert items[1] == ("assistant", first_answer[0]["transcript"])
+    events = [e async for e in store.read_events(session.session_id)]
+    [rebuilt] = [e.payload for e in events if e.kind == "model.link_rebuilt"]
+    assert rebuilt["cause"] == "attach" and rebuilt["items_replayed"] == 2
