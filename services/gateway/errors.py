@@ -63,11 +63,12 @@ async def abort_for(context: grpc.aio.ServicerContext, exc: Exception, rpc: str)
         await abort_invalid(context, exc)
     if store_unavailable(exc):
         log.warning("%s: event store unreachable: %s: %s", rpc, type(exc).__name__, exc)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, unavailable_message(exc))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, clip(unavailable_message(exc)))
     if isinstance(exc, StoreError):
         log.warning("%s: event store writer stopped: %s", rpc, exc)
         await context.abort(
-            grpc.StatusCode.UNAVAILABLE, f"the session's event log cannot be written now: {exc}"
+            grpc.StatusCode.UNAVAILABLE,
+            clip(f"the session's event log cannot be written now: {exc}"),
         )
     if isinstance(exc, RPCError) and exc.status in {
         RPCStatusCode.UNAVAILABLE,
@@ -77,8 +78,10 @@ async def abort_for(context: grpc.aio.ServicerContext, exc: Exception, rpc: str)
         log.warning("%s: Temporal unreachable: %s", rpc, exc)
         await context.abort(
             grpc.StatusCode.UNAVAILABLE,
-            f"the workflow service (Temporal) is unreachable ({exc.message}); retry in a few "
-            "seconds; if this persists, check TEMPORAL_ADDRESS",
+            clip(
+                f"the workflow service (Temporal) is unreachable ({exc.message}); retry in a "
+                "few seconds; if this persists, check TEMPORAL_ADDRESS"
+            ),
         )
     if isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError):
         log.warning("%s: the session's workflow did not answer in time", rpc)
@@ -92,8 +95,10 @@ async def abort_for(context: grpc.aio.ServicerContext, exc: Exception, rpc: str)
         log.warning("%s: a request value Postgres refuses: %s: %s", rpc, type(exc).__name__, exc)
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"a value in the request cannot be used ({exc}); text may not contain NUL "
-            "characters and numbers must fit in 64 bits",
+            clip(
+                f"a value in the request cannot be used ({exc}); text may not contain NUL "
+                "characters and numbers must fit in 64 bits"
+            ),
         )
     if _from_well_known_types(exc):
         # A request Timestamp or Duration out of protobuf's range, met by a conversion that
@@ -101,7 +106,7 @@ async def abort_for(context: grpc.aio.ServicerContext, exc: Exception, rpc: str)
         log.warning("%s: unchecked Timestamp/Duration in the request: %s", rpc, exc)
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"a Timestamp or Duration in the request is out of range ({exc})",
+            clip(f"a Timestamp or Duration in the request is out of range ({exc})"),
         )
     log.exception("%s failed unexpectedly", rpc, exc_info=exc)
     await context.abort(
@@ -204,9 +209,23 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+# A status travels in trailing metadata, which gRPC clients refuse past 8-16 KiB (the call then
+# fails RESOURCE_EXHAUSTED, "Stream removed"); messages and details are clipped well under that.
+MAX_STATUS_MESSAGE = 1000
+MAX_DETAILS_BYTES = 4000
+MAX_DESCRIPTION = 300
+
+
+def clip(text: str, limit: int = MAX_STATUS_MESSAGE) -> str:
+    """`text`, shortened to at most `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}... ({len(text)} characters in all)"
+
+
 async def abort_invalid(context: grpc.aio.ServicerContext, exc: InvalidField) -> NoReturn:
     violation = error_details_pb2.BadRequest.FieldViolation(
-        field=exc.field, description=exc.problem
+        field=clip(exc.field, MAX_DESCRIPTION), description=clip(exc.problem, MAX_DESCRIPTION)
     )
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
@@ -216,26 +235,40 @@ async def abort_invalid(context: grpc.aio.ServicerContext, exc: InvalidField) ->
 async def abort_with_details(
     context: grpc.aio.ServicerContext, code: int, message: str, details: Sequence[any_pb2.Any]
 ) -> NoReturn:
-    status = status_pb2.Status(code=code, message=message, details=list(details))
+    kept: list[any_pb2.Any] = []
+    size = 0
+    for detail in details:  # in order, as many as fit
+        size += detail.ByteSize()
+        if size > MAX_DETAILS_BYTES:
+            break
+        kept.append(detail)
+    status = status_pb2.Status(code=code, message=clip(message), details=kept)
     # grpc-stubs lacks the aio context's abort_with_status, which grpc.aio has.
     await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
     raise AssertionError("unreachable")  # abort_with_status raises
 
 
 def finding_details(findings: Sequence[pb.PromptFinding], *, field: str) -> list[any_pb2.Any]:
-    """Lint findings as a BadRequest (for generic clients) plus each PromptFinding itself."""
-    bad = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(
-                field=field, description=f"line {f.line}: {f.rule}: {f.why} Rewrite: {f.rewrite}"
-            )
-            for f in findings
-        ]
-    )
+    """Lint findings as a BadRequest (for generic clients) plus each PromptFinding itself, as
+    many as fit in a status (the first ones: errors come first)."""
+    bad = error_details_pb2.BadRequest()
+    for f in findings:
+        bad.field_violations.add(
+            field=field,
+            description=clip(f"line {f.line}: {f.rule}: {f.why} Rewrite: {f.rewrite}", 300),
+        )
+        if bad.ByteSize() > MAX_DETAILS_BYTES // 2:
+            del bad.field_violations[-1]
+            break
     out = [any_pb2.Any()]
     out[0].Pack(bad)
     for f in findings:
+        short = pb.PromptFinding()
+        short.CopyFrom(f)
+        short.excerpt = clip(f.excerpt, MAX_DESCRIPTION)
+        short.why = clip(f.why, MAX_DESCRIPTION)
+        short.rewrite = clip(f.rewrite, MAX_DESCRIPTION)
         packed = any_pb2.Any()
-        packed.Pack(f)
+        packed.Pack(short)
         out.append(packed)
     return out

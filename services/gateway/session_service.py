@@ -30,6 +30,7 @@ from services.gateway.convert import STATUS_NAMES, config_to_dict, session_messa
 from services.gateway.errors import (
     abort_invalid,
     abort_with_details,
+    clip,
     finding_details,
     store_unavailable,
 )
@@ -250,7 +251,11 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                 "start a new session",
             )
         try:
-            live = await self.gw.open_live(session_id=session_id, config=record.config)
+            live = await self.gw.open_live(
+                session_id=session_id,
+                config=record.config,
+                last_seen_seq=first.attach.last_seen_seq,
+            )
         except WriterConflict as exc:
             await context.abort(grpc.StatusCode.ABORTED, f"session is held elsewhere: {exc}")
         try:
@@ -278,7 +283,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
             elif live.writer.overflowed.is_set():
                 ending = (grpc.StatusCode.UNAVAILABLE, _store_outage_message(live))
             if ending is not None:
-                await context.abort(*ending)
+                await context.abort(ending[0], clip(ending[1]))
         finally:
             for task in (reader, watcher):
                 task.cancel()

@@ -257,3 +257,24 @@ async def test_bytes_that_are_not_a_message_get_invalid_argument(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
     fatal = [r.error for r in replies if r.WhichOneof("body") == "error"]
     assert fatal and fatal[0].fatal and fatal[0].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pb.SessionConfig(instructions=INSTRUCTIONS, tools=["t" * 9000]),
+        pb.SessionConfig(
+            instructions="\n".join(
+                ["User: hi", "Assistant: hello there", "User: what?", "Assistant: sure."] * 200
+            )
+        ),
+    ],
+    ids=["huge-unknown-tool-name", "hundreds-of-lint-findings"],
+)
+async def test_a_refusal_fits_in_a_status(
+    sessions: session_pb2_grpc.SessionServiceAsyncStub, config: pb.SessionConfig
+) -> None:
+    """Statuses travel in trailing metadata, which clients refuse past 8-16 KiB: a refusal
+    quoting a huge value, or listing every finding, would reach the client as a bare
+    RESOURCE_EXHAUSTED ("Stream removed") instead of saying what is wrong."""
+    assert await start_code(sessions, config) == grpc.StatusCode.INVALID_ARGUMENT
