@@ -68,16 +68,39 @@ class SessionStream:
         # gRPC allows one write in flight per call; a backend sends audio from one task and
         # playback reports from another, so writes queue here instead of failing.
         self._write_lock = asyncio.Lock()
+        # What a re-attach needs: the highest seq seen, the durable watermark, and the messages
+        # sent that are not yet durable (by client event id, in the order sent).
+        self.last_seen_seq = 0
+        self.durable_seq = 0
+        self.pending: dict[str, session_pb2.ClientMessage] = {}
+        self._acked: dict[str, int] = {}
 
     async def send(self, message: session_pb2.ClientMessage) -> str:
-        """Sends one message; safe to call from several tasks at once (writes are serialised)."""
+        """Sends one message; safe to call from several tasks at once (writes are serialised).
+        Every message but audio is kept until it is durable, to be resent after a re-attach
+        (audio is not: speech resent late would be heard as new)."""
         if not message.client_event_id:
             message.client_event_id = uuid.uuid4().hex
         if not message.HasField("sent_at"):
             message.sent_at.CopyFrom(_now())
+        if message.WhichOneof("body") not in ("audio", "attach"):
+            self.pending[message.client_event_id] = message
         async with self._write_lock:
             await self._call.write(message)
         return message.client_event_id
+
+    def _track(self, message: session_pb2.ServerMessage) -> None:
+        self.last_seen_seq = max(self.last_seen_seq, message.seq)
+        self.durable_seq = max(self.durable_seq, message.durable_seq)
+        if message.WhichOneof("body") == "ack":
+            if message.ack.duplicate:
+                self.pending.pop(message.ack.client_event_id, None)
+            else:
+                self._acked[message.ack.client_event_id] = message.seq
+        for cid, seq in list(self._acked.items()):
+            if seq <= self.durable_seq:
+                del self._acked[cid]
+                self.pending.pop(cid, None)
 
     async def send_audio(self, pcm16: bytes, *, client_event_id: str = "") -> str:
         return await self.send(
@@ -146,6 +169,7 @@ class SessionStream:
         if message is grpc.aio.EOF:  # type: ignore[attr-defined]
             return None
         assert isinstance(message, session_pb2.ServerMessage)
+        self._track(message)
         return message
 
     async def messages(self) -> AsyncIterator[session_pb2.ServerMessage]:
@@ -328,19 +352,30 @@ class EarpieceClient:
         return response
 
     @asynccontextmanager
-    async def attach(self, session_id: str) -> AsyncIterator[SessionStream]:
-        """Opens Connect and attaches; raises grpc.aio.AioRpcError if the server refuses."""
+    async def attach(
+        self, session_id: str, *, resume: SessionStream | None = None
+    ) -> AsyncIterator[SessionStream]:
+        """Opens Connect and attaches; raises grpc.aio.AioRpcError if the server refuses.
+
+        `resume`: the stream this one replaces (it broke, or its gateway died). The attach says
+        which seqs the client has seen, and what was sent on it but is not yet durable is sent
+        again with the same client event ids, so the session records it exactly once."""
         call = self.sessions.Connect()  # type: ignore[call-arg]  # stubs predate aio streams
         stream = SessionStream(call, session_id)
+        attach = session_pb2.Attach(
+            session_id=session_id, last_seen_seq=resume.last_seen_seq if resume else 0
+        )
         try:
-            await stream.send(
-                session_pb2.ClientMessage(attach=session_pb2.Attach(session_id=session_id))
-            )
+            await stream.send(session_pb2.ClientMessage(attach=attach))
             first = await stream.receive()
             if first is None:
                 await call  # type: ignore[misc]  # raises the server's status
                 raise ConnectionError("the server closed the stream before attaching")
             stream.attached = first.attached
+            if resume is not None:
+                stream.last_seen_seq = max(stream.last_seen_seq, resume.last_seen_seq)
+                for message in list(resume.pending.values()):
+                    await stream.send(message)
             yield stream
             await stream.close()
         finally:

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 
 SETTLE_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A crashed holder loses at most its unflushed tail (50 ms of events); far fewer than this.
+MAX_VOID_SEQS = 10_000
+VOID = {"reason": "the previous holder showed the client this seq, then died before it was durable"}
 
 LinkFactory = Callable[[str | None, Callable[[str], None]], ModelLink]
 
@@ -66,7 +69,9 @@ class Gateway:
     def live(self, session_id: str) -> LiveSession | None:
         return self._live.get(session_id)
 
-    async def open_live(self, *, session_id: str, config: dict[str, Any]) -> LiveSession:
+    async def open_live(
+        self, *, session_id: str, config: dict[str, Any], last_seen_seq: int = 0
+    ) -> LiveSession:
         """Attaches a new stream to the session. An older stream of the same session in this
         process is closed first, so the session keeps one writer (and one gapless seq)."""
         lock = self._attach_lock.setdefault(session_id, asyncio.Lock())
@@ -78,7 +83,14 @@ class Gateway:
             handover = await lost_holder(self.store.pool, session_id, last_seq=writer.last_seq)
             if handover is not None:
                 # The previous holder died holding the stream: that comes first in the log.
-                writer.append(kind="gateway.lost", source="gateway", payload=handover.payload())
+                # Seqs the client saw that never became durable are void (never another event's
+                # name), then the loss itself is recorded.
+                durable = writer.last_seq
+                void = min(max(0, last_seen_seq - durable), MAX_VOID_SEQS)
+                for _ in range(void):
+                    writer.append(kind="gateway.void", source="gateway", payload=VOID)
+                payload = {**handover.payload(), "void_seqs": [durable + 1, durable + void]}
+                writer.append(kind="gateway.lost", source="gateway", payload=payload)
             live = LiveSession(
                 session_id=session_id,
                 connection_id=uuid.uuid4().hex,

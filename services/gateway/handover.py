@@ -2,10 +2,11 @@
 
 A holder that closes cleanly records `client.detached` (or `session.ended`). One that was
 SIGKILLed records nothing: the log ends on its `client.attach` and whatever it had flushed. The
-next holder appends `gateway.lost` before anything else, naming the previous connection, the last
-durable seq, and the stretches of audio whose events are durable but whose bytes are not (the
-writer flushes events every 50 ms and audio in chunks of at most 250 ms), so replay and export
-mark them as holes instead of playing silence as if it were speech.
+next holder records the loss before anything else: first a `gateway.void` for each seq the
+client says it saw beyond the durable end (so a seq it saw never names another event), then
+`gateway.lost`, naming the previous connection, the last durable seq, and the stretches of audio
+whose events are durable but whose bytes are not (the writer flushes events every 50 ms and
+audio in chunks of at most 250 ms), so replay and export mark them as holes.
 """
 
 from __future__ import annotations

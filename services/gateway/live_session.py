@@ -278,6 +278,8 @@ class LiveSession:
 
     def _send(self, message: pb.ServerMessage) -> None:
         if not self.closed.is_set():
+            # The durable watermark rides on every message: what the client may forget.
+            message.durable_seq = self.writer.durable_seq
             self.outbound.put_nowait(message)
 
     def _ack(self, client_event_id: str, seq: int) -> None:

@@ -251,7 +251,11 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
                 "start a new session",
             )
         try:
-            live = await self.gw.open_live(session_id=session_id, config=record.config)
+            live = await self.gw.open_live(
+                session_id=session_id,
+                config=record.config,
+                last_seen_seq=first.attach.last_seen_seq,
+            )
         except WriterConflict as exc:
             await context.abort(grpc.StatusCode.ABORTED, f"session is held elsewhere: {exc}")
         try:

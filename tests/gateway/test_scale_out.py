@@ -122,17 +122,18 @@ async def test_gateway_sigkill_mid_answer_reattaches_on_the_other_gateway(
         async with EarpieceClient.connect(addr_a) as client_a:
             started = await client_a.start_session(instructions=BRIEFING, idle_timeout=idle(60))
             session_id = started.session.session_id
-            stream = client_a.attach(session_id)
-            async with stream as s, Player(s) as player:
-                await s.send_screen_state({"screen": "fractions", "step": 3})
-                await speak(s, sim.scenario.user_utterances[0])
-                await player.wait_for(lambda m: m.WhichOneof("body") == "audio", timeout_s=20)
+            async with client_a.attach(session_id) as old, Player(old) as first_player:
+                await old.send_screen_state({"screen": "fractions", "step": 3})
+                await speak(old, sim.scenario.user_utterances[0])
+                await first_player.wait_for(lambda m: m.WhichOneof("body") == "audio", timeout_s=20)
                 await asyncio.sleep(1.5)  # mid-answer
+                sent = [await old.send_text(f"typed while it spoke {i}") for i in range(3)]
                 killed_at = time.monotonic()
                 proc_a.send_signal(signal.SIGKILL)
                 proc_a.wait(timeout=10)
+        seen_before = list(first_player.messages)
         async with EarpieceClient.connect(addr_b) as client_b:
-            async with client_b.attach(session_id) as s, Player(s) as player:
+            async with client_b.attach(session_id, resume=old) as s, Player(s) as player:
                 attached_after = time.monotonic() - killed_at
                 second = await sim.wait_for_session(1, timeout_s=20)
                 await speak(s, sim.scenario.user_utterances[1])
@@ -144,6 +145,23 @@ async def test_gateway_sigkill_mid_answer_reattaches_on_the_other_gateway(
     assert ended.status == pb.SESSION_STATUS_ENDED
     events = [e async for e in store.read_events(session_id)]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    # Exactly-once ingest across the crash: what the client sent is in the log once, whether it
+    # was durable before the kill or resent by the client library after.
+    ids = [e.client_event_id for e in events if e.client_event_id]
+    for cid in sent:
+        assert ids.count(cid) == 1
+    # A seq the client saw names the event it saw, or a void, never another event.
+    by_seq = {e.seq: e for e in events}
+    for m in seen_before:
+        if not m.seq:
+            continue
+        event = by_seq[m.seq]
+        if event.kind == "gateway.void":
+            continue
+        if m.WhichOneof("body") == "ack":
+            assert event.client_event_id == m.ack.client_event_id
+        elif m.WhichOneof("body") == "audio":
+            assert event.kind == "model.server.response.output_audio.delta"
     kinds = [e.kind for e in events]
     # The next holder records the loss before anything else it writes.
     lost = kinds.index("gateway.lost")
@@ -151,10 +169,15 @@ async def test_gateway_sigkill_mid_answer_reattaches_on_the_other_gateway(
     assert len(attaches) == 2 and attaches[0].seq < lost + 1 < attaches[1].seq
     assert "model.link_rebuilt" in kinds[lost:]
     assert events[lost].payload["previous_connection"] == attaches[0].payload["connection_id"]
-    assert events[lost].payload["last_durable_seq"] == lost  # seq lost+1 is the event itself
+    durable = events[lost].payload["last_durable_seq"]
+    first_void, last_void = events[lost].payload["void_seqs"]
+    assert first_void == durable + 1 and last_void == lost  # voids, then the loss (seq lost+1)
+    assert all(e.kind == "gateway.void" for e in events[durable:lost])
     # The new link: the same instructions, then the conversation so far, the screen last.
     assert received[0]["type"] == "session.update"
+    [rebuilt] = [e.payload for e in events if e.kind == "model.link_rebuilt"]
     items = [e["item"] for e in received if e["type"] == "conversation.item.create"]
+    items = items[: rebuilt["items_replayed"]]  # after them: the texts the client resent
     texts = [(i["role"], i["content"][0]["text"]) for i in items if i["type"] == "message"]
     assert texts[0] == ("user", "Tell me about fractions.")
     assert texts[1][0] == "assistant" and texts[1][1].startswith("A fraction has two parts")

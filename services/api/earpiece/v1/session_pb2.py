@@ -26,15 +26,15 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x61rpiece/v1/session.proto\x12\x0b\x65\x61rpiece.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\rSessionConfig\x12\x16\n\x0cpersona_yaml\x18\x01 \x01(\tH\x00\x12\x16\n\x0cinstructions\x18\x02 \x01(\tH\x00\x12\r\n\x05voice\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x11\n\techo_gate\x18\x06 \x01(\x08\x12/\n\x0cidle_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08rerun_of\x18\x08 \x01(\tB\x08\n\x06prompt\"\x8f\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.earpiece.v1.SessionStatus\x12*\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x1a.earpiece.v1.SessionConfig\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\x07 \x01(\t\x12\x13\n\x0bprompt_hash\x18\x08 \x01(\t\"\xe1\x01\n\rPromptFinding\x12\x35\n\x08severity\x18\x01 \x01(\x0e\x32#.earpiece.v1.PromptFinding.Severity\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\r\x12\x0f\n\x07\x65xcerpt\x18\x04 \x01(\t\x12\x0b\n\x03why\x18\x05 \x01(\t\x12\x0f\n\x07rewrite\x18\x06 \x01(\t\"N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x14\n\x10SEVERITY_WARNING\x10\x01\x12\x12\n\x0eSEVERITY_ERROR\x10\x02\"h\n\x13StartSessionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1a.earpiece.v1.SessionConfig\x12\x12\n\nsession_id\x18\x03 \x01(\t\"k\n\x14StartSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.earpiece.v1.Session\x12,\n\x08warnings\x18\x02 \x03(\x0b\x32\x1a.earpiece.v1.PromptFinding\"7\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x12\x45ndSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.earpiece.v1.Session\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"{\n\x13ListSessionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.earpiece.v1.SessionStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.earpiece.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x02\n\rClientMessage\x12\x17\n\x0f\x63lient_event_id\x18\x01 \x01(\t\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06\x61ttach\x18\n \x01(\x0b\x32\x13.earpiece.v1.AttachH\x00\x12(\n\x05\x61udio\x18\x0b \x01(\x0b\x32\x17.earpiece.v1.AudioFrameH\x00\x12\x30\n\x0cscreen_state\x18\x0c \x01(\x0b\x32\x18.earpiece.v1.ScreenStateH\x00\x12%\n\x04text\x18\r \x01(\x0b\x32\x15.earpiece.v1.UserTextH\x00\x12/\n\x08playback\x18\x0e \x01(\x0b\x32\x1b.earpiece.v1.PlaybackReportH\x00\x42\x06\n\x04\x62ody\"\x1c\n\x06\x41ttach\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x1b\n\nAudioFrame\x12\r\n\x05pcm16\x18\x01 \x01(\x0c\"\x1b\n\x0bScreenState\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x18\n\x08UserText\x12\x0c\n\x04text\x18\x01 \x01(\t\"J\n\x0ePlaybackReport\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x11\n\tplayed_ms\x18\x02 \x01(\r\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\"\xfb\x02\n\rServerMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12)\n\x08\x61ttached\x18\n \x01(\x0b\x32\x15.earpiece.v1.AttachedH\x00\x12\x1f\n\x03\x61\x63k\x18\x0b \x01(\x0b\x32\x10.earpiece.v1.AckH\x00\x12#\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x12.earpiece.v1.ErrorH\x00\x12,\n\x05\x61udio\x18\r \x01(\x0b\x32\x1b.earpiece.v1.AssistantAudioH\x00\x12-\n\ntranscript\x18\x0e \x01(\x0b\x32\x17.earpiece.v1.TranscriptH\x00\x12\'\n\x04tool\x18\x0f \x01(\x0b\x32\x17.earpiece.v1.ToolStatusH\x00\x12*\n\x05state\x18\x10 \x01(\x0b\x32\x19.earpiece.v1.SessionStateH\x00\x12\x32\n\rstop_playback\x18\x11 \x01(\x0b\x32\x19.earpiece.v1.StopPlaybackH\x00\x42\x06\n\x04\x62ody\"T\n\x08\x41ttached\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.earpiece.v1.Session\x12!\n\x19playback_reports_expected\x18\x02 \x01(\x08\"1\n\x03\x41\x63k\x12\x17\n\x0f\x63lient_event_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"N\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x03 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x04 \x01(\x08\"E\n\x0e\x41ssistantAudio\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05pcm16\x18\x03 \x01(\x0c\"\xbc\x01\n\nTranscript\x12*\n\x04role\x18\x01 \x01(\x0e\x32\x1c.earpiece.v1.Transcript.Role\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x13\n\x0bresponse_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\"\xfc\x01\n\nToolStatus\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.earpiece.v1.ToolStatus.State\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x90\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_REQUESTED\x10\x01\x12\x0e\n\nSTATE_HELD\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x11\n\rSTATE_DROPPED\x10\x06\"\xca\x01\n\x0cSessionState\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.earpiece.v1.SessionState.State\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"z\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_READY\x10\x01\x12\x19\n\x15STATE_MODEL_LINK_LOST\x10\x02\x12\x1d\n\x19STATE_MODEL_LINK_RESTORED\x10\x03\x12\x0f\n\x0bSTATE_ENDED\x10\x04\"4\n\x0cStopPlayback\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t*d\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x18\n\x14SESSION_STATUS_ENDED\x10\x02\x32\x94\x03\n\x0eSessionService\x12S\n\x0cStartSession\x12 .earpiece.v1.StartSessionRequest\x1a!.earpiece.v1.StartSessionResponse\x12\x45\n\x07\x43onnect\x12\x1a.earpiece.v1.ClientMessage\x1a\x1a.earpiece.v1.ServerMessage(\x01\x30\x01\x12M\n\nEndSession\x12\x1e.earpiece.v1.EndSessionRequest\x1a\x1f.earpiece.v1.EndSessionResponse\x12\x42\n\nGetSession\x12\x1e.earpiece.v1.GetSessionRequest\x1a\x14.earpiece.v1.Session\x12S\n\x0cListSessions\x12 .earpiece.v1.ListSessionsRequest\x1a!.earpiece.v1.ListSessionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x61rpiece/v1/session.proto\x12\x0b\x65\x61rpiece.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\rSessionConfig\x12\x16\n\x0cpersona_yaml\x18\x01 \x01(\tH\x00\x12\x16\n\x0cinstructions\x18\x02 \x01(\tH\x00\x12\r\n\x05voice\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x11\n\techo_gate\x18\x06 \x01(\x08\x12/\n\x0cidle_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08rerun_of\x18\x08 \x01(\tB\x08\n\x06prompt\"\x8f\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.earpiece.v1.SessionStatus\x12*\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x1a.earpiece.v1.SessionConfig\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\x07 \x01(\t\x12\x13\n\x0bprompt_hash\x18\x08 \x01(\t\"\xe1\x01\n\rPromptFinding\x12\x35\n\x08severity\x18\x01 \x01(\x0e\x32#.earpiece.v1.PromptFinding.Severity\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\r\x12\x0f\n\x07\x65xcerpt\x18\x04 \x01(\t\x12\x0b\n\x03why\x18\x05 \x01(\t\x12\x0f\n\x07rewrite\x18\x06 \x01(\t\"N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x14\n\x10SEVERITY_WARNING\x10\x01\x12\x12\n\x0eSEVERITY_ERROR\x10\x02\"h\n\x13StartSessionRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1a.earpiece.v1.SessionConfig\x12\x12\n\nsession_id\x18\x03 \x01(\t\"k\n\x14StartSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.earpiece.v1.Session\x12,\n\x08warnings\x18\x02 \x03(\x0b\x32\x1a.earpiece.v1.PromptFinding\"7\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x12\x45ndSessionResponse\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.earpiece.v1.Session\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"{\n\x13ListSessionsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.earpiece.v1.SessionStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.earpiece.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb8\x02\n\rClientMessage\x12\x17\n\x0f\x63lient_event_id\x18\x01 \x01(\t\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06\x61ttach\x18\n \x01(\x0b\x32\x13.earpiece.v1.AttachH\x00\x12(\n\x05\x61udio\x18\x0b \x01(\x0b\x32\x17.earpiece.v1.AudioFrameH\x00\x12\x30\n\x0cscreen_state\x18\x0c \x01(\x0b\x32\x18.earpiece.v1.ScreenStateH\x00\x12%\n\x04text\x18\r \x01(\x0b\x32\x15.earpiece.v1.UserTextH\x00\x12/\n\x08playback\x18\x0e \x01(\x0b\x32\x1b.earpiece.v1.PlaybackReportH\x00\x42\x06\n\x04\x62ody\"3\n\x06\x41ttach\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rlast_seen_seq\x18\x02 \x01(\x04\"\x1b\n\nAudioFrame\x12\r\n\x05pcm16\x18\x01 \x01(\x0c\"\x1b\n\x0bScreenState\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x18\n\x08UserText\x12\x0c\n\x04text\x18\x01 \x01(\t\"J\n\x0ePlaybackReport\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x11\n\tplayed_ms\x18\x02 \x01(\r\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\"\x90\x03\n\rServerMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0b\x64urable_seq\x18\x02 \x01(\x04\x12)\n\x08\x61ttached\x18\n \x01(\x0b\x32\x15.earpiece.v1.AttachedH\x00\x12\x1f\n\x03\x61\x63k\x18\x0b \x01(\x0b\x32\x10.earpiece.v1.AckH\x00\x12#\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x12.earpiece.v1.ErrorH\x00\x12,\n\x05\x61udio\x18\r \x01(\x0b\x32\x1b.earpiece.v1.AssistantAudioH\x00\x12-\n\ntranscript\x18\x0e \x01(\x0b\x32\x17.earpiece.v1.TranscriptH\x00\x12\'\n\x04tool\x18\x0f \x01(\x0b\x32\x17.earpiece.v1.ToolStatusH\x00\x12*\n\x05state\x18\x10 \x01(\x0b\x32\x19.earpiece.v1.SessionStateH\x00\x12\x32\n\rstop_playback\x18\x11 \x01(\x0b\x32\x19.earpiece.v1.StopPlaybackH\x00\x42\x06\n\x04\x62ody\"T\n\x08\x41ttached\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.earpiece.v1.Session\x12!\n\x19playback_reports_expected\x18\x02 \x01(\x08\"1\n\x03\x41\x63k\x12\x17\n\x0f\x63lient_event_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"N\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x03 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x04 \x01(\x08\"E\n\x0e\x41ssistantAudio\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05pcm16\x18\x03 \x01(\x0c\"\xbc\x01\n\nTranscript\x12*\n\x04role\x18\x01 \x01(\x0e\x32\x1c.earpiece.v1.Transcript.Role\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x13\n\x0bresponse_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\"\xfc\x01\n\nToolStatus\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.earpiece.v1.ToolStatus.State\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x90\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_REQUESTED\x10\x01\x12\x0e\n\nSTATE_HELD\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x11\n\rSTATE_DROPPED\x10\x06\"\xca\x01\n\x0cSessionState\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.earpiece.v1.SessionState.State\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"z\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_READY\x10\x01\x12\x19\n\x15STATE_MODEL_LINK_LOST\x10\x02\x12\x1d\n\x19STATE_MODEL_LINK_RESTORED\x10\x03\x12\x0f\n\x0bSTATE_ENDED\x10\x04\"4\n\x0cStopPlayback\x12\x13\n\x0bresponse_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t*d\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x18\n\x14SESSION_STATUS_ENDED\x10\x02\x32\x94\x03\n\x0eSessionService\x12S\n\x0cStartSession\x12 .earpiece.v1.StartSessionRequest\x1a!.earpiece.v1.StartSessionResponse\x12\x45\n\x07\x43onnect\x12\x1a.earpiece.v1.ClientMessage\x1a\x1a.earpiece.v1.ServerMessage(\x01\x30\x01\x12M\n\nEndSession\x12\x1e.earpiece.v1.EndSessionRequest\x1a\x1f.earpiece.v1.EndSessionResponse\x12\x42\n\nGetSession\x12\x1e.earpiece.v1.GetSessionRequest\x1a\x14.earpiece.v1.Session\x12S\n\x0cListSessions\x12 .earpiece.v1.ListSessionsRequest\x1a!.earpiece.v1.ListSessionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'earpiece.v1.session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATUS']._serialized_start=3284
-  _globals['_SESSIONSTATUS']._serialized_end=3384
+  _globals['_SESSIONSTATUS']._serialized_start=3328
+  _globals['_SESSIONSTATUS']._serialized_end=3428
   _globals['_SESSIONCONFIG']._serialized_start=108
   _globals['_SESSIONCONFIG']._serialized_end=312
   _globals['_SESSION']._serialized_start=315
@@ -60,39 +60,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTMESSAGE']._serialized_start=1405
   _globals['_CLIENTMESSAGE']._serialized_end=1717
   _globals['_ATTACH']._serialized_start=1719
-  _globals['_ATTACH']._serialized_end=1747
-  _globals['_AUDIOFRAME']._serialized_start=1749
-  _globals['_AUDIOFRAME']._serialized_end=1776
-  _globals['_SCREENSTATE']._serialized_start=1778
-  _globals['_SCREENSTATE']._serialized_end=1805
-  _globals['_USERTEXT']._serialized_start=1807
-  _globals['_USERTEXT']._serialized_end=1831
-  _globals['_PLAYBACKREPORT']._serialized_start=1833
-  _globals['_PLAYBACKREPORT']._serialized_end=1907
-  _globals['_SERVERMESSAGE']._serialized_start=1910
-  _globals['_SERVERMESSAGE']._serialized_end=2289
-  _globals['_ATTACHED']._serialized_start=2291
-  _globals['_ATTACHED']._serialized_end=2375
-  _globals['_ACK']._serialized_start=2377
-  _globals['_ACK']._serialized_end=2426
-  _globals['_ERROR']._serialized_start=2428
-  _globals['_ERROR']._serialized_end=2506
-  _globals['_ASSISTANTAUDIO']._serialized_start=2508
-  _globals['_ASSISTANTAUDIO']._serialized_end=2577
-  _globals['_TRANSCRIPT']._serialized_start=2580
-  _globals['_TRANSCRIPT']._serialized_end=2768
-  _globals['_TRANSCRIPT_ROLE']._serialized_start=2705
-  _globals['_TRANSCRIPT_ROLE']._serialized_end=2768
-  _globals['_TOOLSTATUS']._serialized_start=2771
-  _globals['_TOOLSTATUS']._serialized_end=3023
-  _globals['_TOOLSTATUS_STATE']._serialized_start=2879
-  _globals['_TOOLSTATUS_STATE']._serialized_end=3023
-  _globals['_SESSIONSTATE']._serialized_start=3026
-  _globals['_SESSIONSTATE']._serialized_end=3228
-  _globals['_SESSIONSTATE_STATE']._serialized_start=3106
-  _globals['_SESSIONSTATE_STATE']._serialized_end=3228
-  _globals['_STOPPLAYBACK']._serialized_start=3230
-  _globals['_STOPPLAYBACK']._serialized_end=3282
-  _globals['_SESSIONSERVICE']._serialized_start=3387
-  _globals['_SESSIONSERVICE']._serialized_end=3791
+  _globals['_ATTACH']._serialized_end=1770
+  _globals['_AUDIOFRAME']._serialized_start=1772
+  _globals['_AUDIOFRAME']._serialized_end=1799
+  _globals['_SCREENSTATE']._serialized_start=1801
+  _globals['_SCREENSTATE']._serialized_end=1828
+  _globals['_USERTEXT']._serialized_start=1830
+  _globals['_USERTEXT']._serialized_end=1854
+  _globals['_PLAYBACKREPORT']._serialized_start=1856
+  _globals['_PLAYBACKREPORT']._serialized_end=1930
+  _globals['_SERVERMESSAGE']._serialized_start=1933
+  _globals['_SERVERMESSAGE']._serialized_end=2333
+  _globals['_ATTACHED']._serialized_start=2335
+  _globals['_ATTACHED']._serialized_end=2419
+  _globals['_ACK']._serialized_start=2421
+  _globals['_ACK']._serialized_end=2470
+  _globals['_ERROR']._serialized_start=2472
+  _globals['_ERROR']._serialized_end=2550
+  _globals['_ASSISTANTAUDIO']._serialized_start=2552
+  _globals['_ASSISTANTAUDIO']._serialized_end=2621
+  _globals['_TRANSCRIPT']._serialized_start=2624
+  _globals['_TRANSCRIPT']._serialized_end=2812
+  _globals['_TRANSCRIPT_ROLE']._serialized_start=2749
+  _globals['_TRANSCRIPT_ROLE']._serialized_end=2812
+  _globals['_TOOLSTATUS']._serialized_start=2815
+  _globals['_TOOLSTATUS']._serialized_end=3067
+  _globals['_TOOLSTATUS_STATE']._serialized_start=2923
+  _globals['_TOOLSTATUS_STATE']._serialized_end=3067
+  _globals['_SESSIONSTATE']._serialized_start=3070
+  _globals['_SESSIONSTATE']._serialized_end=3272
+  _globals['_SESSIONSTATE_STATE']._serialized_start=3150
+  _globals['_SESSIONSTATE_STATE']._serialized_end=3272
+  _globals['_STOPPLAYBACK']._serialized_start=3274
+  _globals['_STOPPLAYBACK']._serialized_end=3326
+  _globals['_SESSIONSERVICE']._serialized_start=3431
+  _globals['_SESSIONSERVICE']._serialized_end=3835
 # @@protoc_insertion_point(module_scope)

@@ -411,15 +411,22 @@ class Attach(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_SEQ_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    last_seen_seq: _builtins.int
+    """On a re-attach: the highest `seq` this client has seen. A holder that took over from a
+    crashed one never lets those seqs name other events: any the log lost are recorded as
+    void (`gateway.void`), and the client resends what it sent that was not yet durable.
+    """
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
+        last_seen_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seen_seq", b"last_seen_seq", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -524,6 +531,7 @@ class ServerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQ_FIELD_NUMBER: _builtins.int
+    DURABLE_SEQ_FIELD_NUMBER: _builtins.int
     ATTACHED_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
@@ -534,6 +542,11 @@ class ServerMessage(_message.Message):
     STOP_PLAYBACK_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Sequence number of the event in the session's log that this message reflects (0 if none)."""
+    durable_seq: _builtins.int
+    """Every event with a seq up to this one is durable in Postgres. A client keeps what it sent
+    until its Ack's seq is at or below this watermark, and resends the rest after a re-attach
+    (the client library does); client event ids make the resend exactly-once.
+    """
     @_builtins.property
     def attached(self) -> Global___Attached: ...
     @_builtins.property
@@ -554,6 +567,7 @@ class ServerMessage(_message.Message):
         self,
         *,
         seq: _builtins.int = ...,
+        durable_seq: _builtins.int = ...,
         attached: Global___Attached | None = ...,
         ack: Global___Ack | None = ...,
         error: Global___Error | None = ...,
@@ -565,7 +579,7 @@ class ServerMessage(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "audio", b"audio", "body", b"body", "error", b"error", "state", b"state", "stop_playback", b"stop_playback", "tool", b"tool", "transcript", b"transcript"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "audio", b"audio", "body", b"body", "error", b"error", "seq", b"seq", "state", b"state", "stop_playback", b"stop_playback", "tool", b"tool", "transcript", b"transcript"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "attached", b"attached", "audio", b"audio", "body", b"body", "durable_seq", b"durable_seq", "error", b"error", "seq", b"seq", "state", b"state", "stop_playback", b"stop_playback", "tool", b"tool", "transcript", b"transcript"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["attached", "ack", "error", "audio", "transcript", "tool", "state", "stop_playback"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
