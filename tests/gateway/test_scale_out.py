@@ -31,6 +31,7 @@ from tests.gateway.players import Player
 from tests.gateway.test_session_api import BRIEFING
 from workflows.session_workflow import SessionWorkflow
 
+ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0
 IDLE_S = 10
 SIM = "EARPIECE_SIMULATOR_URL"
@@ -46,7 +47,7 @@ def process(args: list[str], env: dict[str, str], ready: str) -> Iterator[subpro
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -216,3 +217,42 @@ async def test_orphaned_session_ends_on_its_idle_timeout(
     assert took >= IDLE_S - 0.5
     events = [e async for e in store.read_events(session_id)]
     assert events[-1].kind == "session.ended"
+
+
+async def test_a_frozen_client_is_detected_by_keepalive_and_detached(
+    gateway: RunningGateway, store: EventStore, temporal: Client
+) -> None:
+    async with EarpieceClient.connect(gateway.address) as client:
+        started = await client.start_session(instructions=BRIEFING, idle_timeout=idle(600))
+    session_id = started.session.session_id
+    # Not subprocess.Popen: the gateway serving this client runs on this test's event loop.
+    frozen = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.gateway.frozen_client",
+        gateway.address,
+        session_id,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert frozen.stdout is not None
+        async with asyncio.timeout(30):
+            assert b"attached" in await frozen.stdout.readline()
+        handle = temporal.get_workflow_handle_for(SessionWorkflow.run, session_id)
+        assert (await handle.query(SessionWorkflow.state)).attached
+        frozen.send_signal(signal.SIGSTOP)  # alive to the kernel, silent to everyone else
+        stopped = time.monotonic()
+        async with asyncio.timeout(40):
+            while (await handle.query(SessionWorkflow.state)).attached:
+                await asyncio.sleep(0.5)
+        print(f"frozen client detached after {time.monotonic() - stopped:.1f} s")
+        view = await handle.query(SessionWorkflow.state)
+        assert view.progress.detached_cause == "client_detached"
+    finally:
+        frozen.kill()
+        await frozen.wait()
+    events = [e async for e in store.read_events(session_id)]
+    assert events[-1].kind == "client.detached"
+    async with EarpieceClient.connect(gateway.address) as client:
+        await client.end_session(session_id)
