@@ -51,9 +51,12 @@ MAX_CALLS_REMEMBERED = 500
 
 @workflow.defn
 class SessionWorkflow:
-    def __init__(self) -> None:
-        self._input: SessionInput | None = None
-        self._progress = SessionProgress()
+    @workflow.init
+    def __init__(self, input: SessionInput) -> None:
+        # The input is known before any handler runs: an update can arrive in the very first
+        # workflow task, before `run` has started.
+        self._input: SessionInput | None = input
+        self._progress = input.carried if input.carried is not None else SessionProgress()
         self._end: EndRequest | None = None
         self._ended = False
         # Tool activities in flight, by call id.
@@ -64,9 +67,6 @@ class SessionWorkflow:
 
     @workflow.run
     async def run(self, input: SessionInput) -> SessionOutcome:
-        self._input = input
-        if input.carried is not None:
-            self._progress = input.carried
         idle = timedelta(seconds=input.idle_timeout_seconds)
         p = self._progress
         if p.gateway_queue is not None and p.connection_id is not None:

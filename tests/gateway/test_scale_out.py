@@ -240,7 +240,9 @@ async def test_a_frozen_client_is_detected_by_keepalive_and_detached(
         async with asyncio.timeout(30):
             assert b"attached" in await frozen.stdout.readline()
         handle = temporal.get_workflow_handle_for(SessionWorkflow.run, session_id)
-        assert (await handle.query(SessionWorkflow.state)).attached
+        async with asyncio.timeout(10):  # the attach reaches the workflow as a signal
+            while not (await handle.query(SessionWorkflow.state)).attached:
+                await asyncio.sleep(0.1)
         frozen.send_signal(signal.SIGSTOP)  # alive to the kernel, silent to everyone else
         stopped = time.monotonic()
         async with asyncio.timeout(40):

@@ -23,6 +23,8 @@ from workflows.messages import (
     SessionInput,
     SessionOutcome,
     SessionView,
+    SettleRequest,
+    ToolCall,
 )
 from workflows.search_attributes import STATUS, TENANT
 from workflows.session_workflow import SessionWorkflow
@@ -96,3 +98,62 @@ async def test_golden_histories_replay() -> None:
     for path in files:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         await replayer.replay_workflow(history)
+
+
+async def test_settle_runs_or_drops_each_call_once(gateway, temporal: Client, store) -> None:
+    """The tool gate's one message: run a call, drop an interrupted one whose tool does not
+    survive, answer a call settled again with the outcome it already has; then the end."""
+    session_id = f"wf-{uuid.uuid4().hex[:10]}"
+    await store.create_session(session_id=session_id, tenant_id="acme", config={}, prompt_hash=None)
+    handle = await temporal.start_workflow(
+        SessionWorkflow.run,
+        SessionInput(
+            session_id=session_id,
+            tenant_id="acme",
+            idle_timeout_seconds=600,
+            tools=["get_hint", "highlight_element"],
+        ),
+        id=session_id,
+        task_queue=SESSION_TASK_QUEUE,
+    )
+
+    def call(call_id: str, name: str) -> ToolCall:
+        arguments = {
+            "get_hint": '{"topic": "fractions"}',
+            "highlight_element": '{"element_id": "x"}',
+        }
+        return ToolCall(
+            call_id=call_id, name=name, arguments=arguments[name], response_id="r1", seq=1
+        )
+
+    ran = await handle.execute_update(
+        SessionWorkflow.settle,
+        SettleRequest(
+            connection_id="c1",
+            response_id="r1",
+            interrupted=False,
+            decided_by="reported",
+            calls=[call("c-hint", "get_hint")],
+            turns=1,
+            responses=1,
+        ),
+    )
+    dropped = await handle.execute_update(
+        SessionWorkflow.settle,
+        SettleRequest(
+            connection_id="c1",
+            response_id="r2",
+            interrupted=True,
+            decided_by="interrupted",
+            calls=[call("c-hl", "highlight_element"), call("c-hint", "get_hint")],
+        ),
+    )
+    outcome = await handle.execute_update(SessionWorkflow.end, EndRequest(reason="done"))
+    assert [o.outcome for o in ran] == ["succeeded"]
+    assert [o.outcome for o in dropped] == ["dropped", "succeeded"]  # c-hint: the same outcome
+    assert dropped[0].reason == "interrupted" and dropped[1] == ran[0]
+    assert outcome.turns == 1
+    history = await handle.fetch_history()
+    await Replayer(workflows=[SessionWorkflow]).replay_workflow(history)
+    if os.environ.get("EARPIECE_WRITE_HISTORIES"):
+        (HISTORIES / "session_tools.json").write_text(history.to_json())
