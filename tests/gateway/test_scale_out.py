@@ -239,7 +239,7 @@ async def test_a_frozen_client_is_detected_by_keepalive_and_detached(
         assert frozen.stdout is not None
         async with asyncio.timeout(30):
             assert b"attached" in await frozen.stdout.readline()
-        handle = temporal.get_workflow_handle_for(SessionWorkflow.run, session_id)
+        handle = temporal.get_workflow_handle(session_id)
         async with asyncio.timeout(10):  # the attach reaches the workflow as a signal
             while not (await handle.query(SessionWorkflow.state)).attached:
                 await asyncio.sleep(0.1)
