@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck proto proto-check bench fuzz dev clean
+.PHONY: install demo test lint typecheck proto proto-check bench bench-load fuzz dev clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Outside `make test`: N = 10, 25, 50, 100 sessions through one gateway process at real-time
+# pacing, simulator and clients in their own processes (benchmarks/load/); a few minutes.
+# QUICK=1: N = 5, 10 for 10 s each. ARGS: e.g. ARGS='--sessions 20 40 --seconds 20'.
+bench-load: install
+	$(BIN)/python -m benchmarks.load $(if $(QUICK),--quick) $(ARGS)
 
 # Outside `make test`: 50,000 fuzzed API calls beside a well-behaved canary session; prints the
 # UNKNOWN/INTERNAL statuses, silent stream deaths and canary events lost (goal 0 each).
