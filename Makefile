@@ -40,7 +40,7 @@ test: install lint typecheck
 bench: install
 	$(BIN)/python -m benchmarks
 
-# Outside `make test`: N = 10, 25, 50, 100 sessions through one gateway process at real-time
+# Outside `make test`: N = 10, 15, 20, 25, 50, 100 sessions through one gateway process, real-time
 # pacing, simulator and clients in their own processes (benchmarks/load/); a few minutes.
 # QUICK=1: N = 5, 10 for 10 s each. ARGS: e.g. ARGS='--sessions 20 40 --seconds 20'.
 bench-load: install
