@@ -15,6 +15,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 from workflows.messages import (
     CLOSE_SESSION_STREAM,
@@ -225,7 +226,9 @@ class SessionWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
             cause = "client_detached"
-        except ActivityError:
+        except ActivityError as exc:
+            if isinstance(exc.cause, TemporalCancelledError):
+                return  # this workflow let go of the lease (a newer holder, or the end)
             cause = "gateway_lost"
         if self._progress.connection_id == connection:
             self._detach(cause)
