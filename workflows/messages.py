@@ -25,12 +25,11 @@ class GatewayEventKind(StrEnum):
     """The coarse events a gateway signals: only what the workflow acts on, never frames.
 
     A response's turn reaches the workflow as one `settle` update (see SettleRequest), and only
-    when it asked for tools. RESPONSE_SETTLED names that in the turn machine's commands; the
-    other kinds are older signals, kept so that older histories still decode."""
+    when it asked for tools. The kinds after DETACHED are older signals, kept so that older
+    histories still decode."""
 
     ATTACHED = "attached"
     DETACHED = "detached"
-    RESPONSE_SETTLED = "response_settled"
     TURN_COMMITTED = "turn_committed"
     RESPONSE_DONE = "response_done"
     PLAYBACK_DONE = "playback_done"

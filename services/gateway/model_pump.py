@@ -81,11 +81,10 @@ class ModelPump:
         self._reader: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
+        self._tick_at: float | None = None
         self._pending_appends: dict[str, dict[str, Any]] = {}
         self._last_seq = 0
         self._closing = False
-        # Set while the session has no usable link and none is being rebuilt (a fatal error).
-        self.lost = asyncio.Event()
         self.rebuilds = 0
 
     # ---- lifecycle ----
@@ -124,7 +123,8 @@ class ModelPump:
 
     def counts(self) -> dict[str, str]:
         """Turns and responses not yet told to the workflow (for the detach signal)."""
-        return self.machine._counts()
+        turns, responses = self.machine.take_counts()
+        return {"turns": str(turns), "responses": str(responses)}
 
     # ---- the link: one path for every cause ----
 
@@ -171,7 +171,7 @@ class ModelPump:
         # Calls an earlier connection or process left held, that this one never saw: their
         # speech is long over, so they are settled now (the workflow answers a call it already
         # decided with the outcome it has, and never runs one twice).
-        known = {c.call_id for r in self.machine.responses.values() for c in r.calls}
+        known = self.machine.known_calls()
         orphans = [c for c in plan.held_calls() if c.call_id not in known]
         if orphans:
             self._settle(
@@ -203,11 +203,7 @@ class ModelPump:
     async def _replace_link(self, *, cause: str) -> None:
         old = self.link
         self._generation += 1  # anything queued for the old link is not sent
-        self._last_seq = seq = self.writer.append(
-            kind="model.link_lost", source="gateway", payload={"reason": cause, "cause": cause}
-        )
-        self._feed(turns.LinkDown(cause))
-        self._state(pb.SessionState.STATE_MODEL_LINK_LOST, cause, seq)
+        self._lose_link(cause, cause=cause)
         if old is not None:
             await old.close()
         try:
@@ -219,13 +215,17 @@ class ModelPump:
 
     def _link_lost(self, reason: str, *, cause: str) -> None:
         """The link dropped or the model ended it: tell the client, rebuild in place."""
+        self._lose_link(reason, cause=cause)
+        if not self._closing and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.create_task(self._recover(cause), name="model-recover")
+
+    def _lose_link(self, reason: str, *, cause: str) -> None:
+        """Whatever the cause: recorded, the machine told, the client told."""
         self._last_seq = seq = self.writer.append(
             kind="model.link_lost", source="gateway", payload={"reason": reason, "cause": cause}
         )
         self._feed(turns.LinkDown(reason))
         self._state(pb.SessionState.STATE_MODEL_LINK_LOST, reason, seq)
-        if not self._closing and (self._recovery is None or self._recovery.done()):
-            self._recovery = asyncio.create_task(self._recover(cause), name="model-recover")
 
     async def _recover(self, cause: str) -> None:
         for attempt, delay in enumerate((0.0, *REBUILD_BACKOFF_S)):
@@ -241,7 +241,6 @@ class ModelPump:
                 continue
             self._state(pb.SessionState.STATE_MODEL_LINK_RESTORED, cause, self._last_seq)
             return
-        self.lost.set()
         self._state(
             pb.SessionState.STATE_MODEL_LINK_LOST,
             "could not reach the Realtime model again; re-attach to try once more",
@@ -348,27 +347,34 @@ class ModelPump:
                         )
                     )
                 )
-            case turns.Signal(detail=detail, calls=calls):
+            case turns.Settle():
                 self._settle(
                     SettleRequest(
                         connection_id=self._connection_id,
-                        response_id=detail["response_id"],
-                        interrupted=detail["interrupted"] == "true",
-                        decided_by=detail["decided_by"],
-                        calls=list(calls),
-                        turns=int(detail.get("turns", 0)),
-                        responses=int(detail.get("responses", 0)),
+                        response_id=command.response_id,
+                        interrupted=command.interrupted,
+                        decided_by=command.decided_by,
+                        calls=list(command.calls),
+                        turns=command.turns,
+                        responses=command.responses,
                     )
                 )
 
     def _arm_tick(self) -> None:
+        deadline = self.machine.next_deadline()
+        if deadline == self._tick_at and self._tick is not None:
+            return  # 50 audio events a second mostly leave the next deadline where it was
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
-        deadline = self.machine.next_deadline()
+        self._tick_at = deadline
         if deadline is not None and not self._closing:
             delay = max(0.0, deadline - time.monotonic())
-            self._tick = asyncio.get_running_loop().call_later(delay, self._feed, turns.Tick())
+            self._tick = asyncio.get_running_loop().call_later(delay, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None  # fired: the next _arm_tick must arm a new one
+        self._feed(turns.Tick())
 
     # ---- from the model ----
 
@@ -465,7 +471,6 @@ class ModelPump:
             return True
         # Keys, quota, model: a new link would fail the same way.
         self._feed(turns.LinkDown(code))
-        self.lost.set()
         self._send_to_client(
             pb.ServerMessage(
                 seq=seq,

@@ -7,9 +7,10 @@ I/O; `ModelPump` is the shell that feeds it events (with `now`, monotonic second
 the commands it returns, in order.
 
 The machine decides, per response, *when speech is done* and *whether it was interrupted*, and
-says so in one coarse signal (`RESPONSE_SETTLED`) once the response has both finished generating
-and finished playing (or was cut off). The workflow then decides only run or drop for each call,
-from that decision and the tool registry; it owns every call until it has one outcome.
+says so in one `Settle` command (the workflow's `settle` update) once the response has both
+finished generating and finished playing (or was cut off). The workflow then decides only run
+or drop for each call, from that decision and the tool registry; it owns every call until it has
+one outcome.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.messages import GatewayEventKind, ToolCall, ToolOutput, dropped_output
+from workflows.messages import ToolCall, ToolOutput, dropped_output
 
 BYTES_PER_MS = 48  # PCM16 mono at 24 kHz
 CONTEXT_PREFIX = "Context update:"
@@ -170,15 +171,19 @@ class ToolStatus:
 
 
 @dataclass(frozen=True)
-class Signal:
-    """One coarse event for the session's workflow."""
+class Settle:
+    """A response's speech is done (or was cut off) and it asked for tools: the one message the
+    workflow gets for it. Turn and response counts since the last one ride along."""
 
-    kind: GatewayEventKind
-    detail: dict[str, str]
-    calls: tuple[ToolCall, ...] = ()
+    response_id: str
+    interrupted: bool
+    decided_by: str
+    calls: tuple[ToolCall, ...]
+    turns: int = 0
+    responses: int = 0
 
 
-Command = Record | SendModel | StopPlayback | ToolStatus | Signal
+Command = Record | SendModel | StopPlayback | ToolStatus | Settle
 
 
 # ---- state -----------------------------------------------------------------------------------
@@ -244,7 +249,9 @@ class TurnMachine:
         # Outcomes recorded in the log for this session, by call id (recorded once, ever).
         self.outcomes: dict[str, ToolOutput] = {}
         self.recorded: set[str] = set()
-        # Turn and response counts not yet told to the workflow (folded into its next signal).
+        # Calls of responses already settled (their responses have left the table).
+        self.settled_calls: set[str] = set()
+        # Turn and response counts not yet told to the workflow (folded into its next Settle).
         self.turns = 0
         self.responses_done = 0
 
@@ -520,28 +527,29 @@ class TurnMachine:
         self._settle(r, out)
 
     def _settle(self, r: Response, out: list[Command]) -> None:
-        """Once generated and decided: one coarse signal if the workflow has calls to decide."""
+        """Once generated and decided: one Settle if the workflow has calls to decide. A settled
+        response is done with: it leaves the table, so the per-frame work stays the size of
+        what is in flight, not of the session."""
         if r.settled or not r.generated or r.decided_by is None:
             return
         r.settled = True
+        self.responses.pop(r.response_id, None)
+        self.settled_calls.update(c.call_id for c in r.calls)
         if r.calls:
+            turns, responses = self.take_counts()
             out.append(
-                Signal(
-                    GatewayEventKind.RESPONSE_SETTLED,
-                    {
-                        "response_id": r.response_id,
-                        "interrupted": "true" if r.interrupted else "false",
-                        "decided_by": r.decided_by,
-                        **self._counts(),
-                    },
-                    tuple(r.calls),
-                )
+                Settle(r.response_id, r.interrupted, r.decided_by, tuple(r.calls), turns, responses)
             )
 
-    def _counts(self) -> dict[str, str]:
-        counts = {"turns": str(self.turns), "responses": str(self.responses_done)}
+    def take_counts(self) -> tuple[int, int]:
+        """Turns and responses not yet told to the workflow, which are then reset."""
+        counts = (self.turns, self.responses_done)
         self.turns = self.responses_done = 0
         return counts
+
+    def known_calls(self) -> set[str]:
+        """Every call this machine has seen, settled or still held."""
+        return self.settled_calls | {c.call_id for r in self.responses.values() for c in r.calls}
 
     # ---- responses ----
 

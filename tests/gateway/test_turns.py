@@ -23,7 +23,7 @@ from services.gateway.turns import (
     Record,
     ScreenChanged,
     SendModel,
-    Signal,
+    Settle,
     StopPlayback,
     Tick,
     ToolOutcomes,
@@ -31,7 +31,7 @@ from services.gateway.turns import (
     TurnMachine,
     UserText,
 )
-from workflows.messages import GatewayEventKind, ToolCall, ToolOutput, dropped_output
+from workflows.messages import ToolCall, ToolOutput, dropped_output
 
 Step = tuple[float, Event]
 
@@ -50,8 +50,8 @@ class Run:
     def sent(self, event_type: str) -> list[tuple[float, dict[str, Any]]]:
         return [(t, c.event) for t, c in self.at(SendModel) if c.event["type"] == event_type]
 
-    def settled(self) -> list[tuple[float, Signal]]:
-        return [(t, s) for t, s in self.at(Signal) if s.kind == GatewayEventKind.RESPONSE_SETTLED]
+    def settled(self) -> list[tuple[float, Settle]]:
+        return self.at(Settle)
 
 
 def run(steps: list[Step], *, until: float | None = None, link_up: bool = True) -> Run:
@@ -142,8 +142,8 @@ def test_reporting_client_that_stalls_decides_by_its_reports(speed: float) -> No
     r = run(steps, until=12)
     [(t, signal)] = r.settled()
     assert t == pytest.approx(8.0)
-    assert signal.detail["decided_by"] == "reported"
-    assert signal.detail["interrupted"] == "false"
+    assert signal.decided_by == "reported"
+    assert signal.interrupted is False
 
 
 def test_reports_that_stop_altogether_fall_back_to_the_estimate() -> None:
@@ -153,7 +153,7 @@ def test_reports_that_stop_altogether_fall_back_to_the_estimate() -> None:
     [(t, signal)] = r.settled()
     # Not before the audio's end (3 s), and not before reports were silent for 2 s.
     assert t == pytest.approx(3.05, abs=0.06)
-    assert signal.detail["decided_by"] == "reports_stopped"
+    assert signal.decided_by == "reports_stopped"
     [(_, record)] = r.records("decision.playback_done")
     assert record["estimated"] is True
 
@@ -163,7 +163,7 @@ def test_client_that_never_reports_is_estimated_after_the_audio_and_a_grace() ->
     r = run(steps, until=6)
     [(t, signal)] = r.settled()
     assert t == pytest.approx(2.01 + 0.5, abs=0.06)
-    assert signal.detail["decided_by"] == "estimated"
+    assert signal.decided_by == "estimated"
 
 
 def test_a_finished_report_before_generation_ends_counts_only_if_it_covers_the_audio() -> None:
@@ -176,7 +176,7 @@ def test_a_finished_report_before_generation_ends_counts_only_if_it_covers_the_a
     r = run(steps, until=gen_end + 3)
     [(t, signal)] = r.settled()
     assert t == pytest.approx(gen_end + 0.5, abs=0.06)
-    assert signal.detail["decided_by"] == "reported"
+    assert signal.decided_by == "reported"
 
 
 def test_over_reporting_client_is_held_to_the_clock() -> None:
@@ -187,21 +187,21 @@ def test_over_reporting_client_is_held_to_the_clock() -> None:
     [(t, signal)] = r.settled()
     # Not before the audio could have been played out (first frame + 1 s, less the tolerance).
     assert t == pytest.approx(0.01 + 1.0 - 0.15, abs=0.06)
-    assert signal.detail["decided_by"] == "reported"
+    assert signal.decided_by == "reported"
 
 
 def test_finished_after_generation_decides_even_if_its_progress_lags() -> None:
     steps, _ = answer(seconds=1.0, speed=4.0)
     steps.append((1.2, PlaybackReport("r1", 500, True)))
     [(t, signal)] = run(steps, until=3).settled()
-    assert t == pytest.approx(1.2) and signal.detail["decided_by"] == "reported"
+    assert t == pytest.approx(1.2) and signal.decided_by == "reported"
 
 
 def test_tool_only_response_settles_at_response_done() -> None:
     steps: list[Step] = [(0.0, created()), (0.2, call()), (0.21, done())]
     r = run(steps, until=1)
     [(t, signal)] = r.settled()
-    assert t == pytest.approx(0.21) and signal.detail["decided_by"] == "no_audio"
+    assert t == pytest.approx(0.21) and signal.decided_by == "no_audio"
 
 
 def test_a_response_without_calls_settles_without_a_signal() -> None:
@@ -224,7 +224,7 @@ def test_barge_in_before_playback_finished_interrupts_whatever_the_generation_st
     generated_ms = 100 * sum(1 for t, e in steps if isinstance(e, AudioDelivered) and t <= 1.5)
     r = run(steps, until=gen_end + 3)
     [(t, signal)] = r.settled()
-    assert signal.detail["interrupted"] == "true"
+    assert signal.interrupted is True
     assert t == pytest.approx(max(1.5, gen_end), abs=0.06)
     [(_, stop)] = r.at(StopPlayback)
     assert stop.item_id == "i1"
@@ -239,7 +239,7 @@ def test_barge_in_after_playback_finished_interrupts_nothing() -> None:
     steps.append((2.0, ev("input_audio_buffer.speech_started")))
     r = run(steps, until=3)
     [(_, signal)] = r.settled()
-    assert signal.detail["interrupted"] == "false"
+    assert signal.interrupted is False
     assert r.at(StopPlayback) == [] and r.sent("conversation.item.truncate") == []
 
 
@@ -258,7 +258,7 @@ def test_barge_in_before_any_audio_deletes_the_item() -> None:
 def test_a_cancelled_response_is_interrupted_even_without_a_barge_in_seen() -> None:
     steps: list[Step] = [(0.0, created()), (0.1, call()), (0.2, done(status="cancelled"))]
     [(_, signal)] = run(steps, until=1).settled()
-    assert signal.detail["interrupted"] == "true"
+    assert signal.interrupted is True
 
 
 # ---- the floor and response serialisation ----
@@ -416,7 +416,7 @@ def test_a_stream_that_breaks_mid_answer_settles_its_calls_to_run() -> None:
     r = run(steps, until=2)
     [(t, signal)] = r.settled()
     assert t == pytest.approx(1.0)
-    assert signal.detail == {**signal.detail, "decided_by": "detached", "interrupted": "false"}
+    assert (signal.decided_by, signal.interrupted) == ("detached", False)
     assert [c.call_id for c in signal.calls] == ["c1"]
 
 
@@ -427,7 +427,7 @@ def test_a_link_drop_mid_generation_still_waits_for_playback() -> None:
     [(t, signal)] = r.settled()
     # 1 s of audio was delivered; the client plays it, then the estimate decides.
     assert t == pytest.approx(1.0 + 0.5, abs=0.06)
-    assert signal.detail["interrupted"] == "false"
+    assert signal.interrupted is False
 
 
 def test_a_create_in_flight_when_the_link_drops_is_sent_again_on_the_next_link() -> None:
@@ -459,7 +459,7 @@ def test_counts_ride_along_with_the_next_signal() -> None:
         (0.6, done("r1")),
     ]
     [(_, signal)] = run(steps, until=1).settled()
-    assert (signal.detail["turns"], signal.detail["responses"]) == ("2", "2")
+    assert (signal.turns, signal.responses) == (2, 2)
 
 
 def test_calls_still_held_when_the_session_ends_are_dropped_once() -> None:
