@@ -183,6 +183,7 @@ async def one_run(
     conn: asyncpg.Connection,
     work: Path,
     postmaster: int,
+    profile: Path | None = None,
 ) -> Result:
     python = sys.executable
     sim_out, client_out = work / f"sim-{n}.json", work / f"clients-{n}.json"
@@ -210,6 +211,11 @@ async def one_run(
         await wait_line(clients, "attached", 120)
         await asyncio.sleep(1.5)  # the first frames are on their way; measure the steady state
         pids = {"gateway": gateway.pid, "sim": sim.pid, "clients": clients.pid}
+        profiler = (
+            await start_profile(gateway.pid, profile / f"gateway-{n}.txt", seconds)
+            if profile
+            else None
+        )
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         rest0 = others_cpu(postmaster, set(pids.values()))
         busy0, total0 = machine_busy()
@@ -224,6 +230,9 @@ async def one_run(
         xact1, size1 = await db_stats(conn)
         rss_busy = rss_mb(gateway.pid)
         await asyncio.wait_for(clients.wait(), 120)
+        if profiler is not None and profile is not None:
+            await profiler.wait()
+            print_profile(profile / f"gateway-{n}.txt", n)
     finally:
         for proc in (clients, gateway, sim):
             if proc is not None:
@@ -240,6 +249,39 @@ async def one_run(
         mb_hour=(size1 - size0) / 1e6 / n / (elapsed / 3600),
         complete=await complete_logs(conn, json.loads(client_out.read_text())),
     )
+
+
+async def start_profile(pid: int, out: Path, seconds: float) -> asyncio.subprocess.Process:
+    """py-spy samples the gateway (from outside, without slowing it much) for the paced part."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return await asyncio.create_subprocess_exec(
+        str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking",
+        "--duration", str(max(1, int(seconds - 3))), "--format", "raw", "--output", str(out),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def print_profile(path: Path, n: int, top: int = 25) -> None:
+    """The functions the gateway spent its samples in: self (the leaf) and total (anywhere on
+    the stack), from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text().splitlines() if path.exists() else []:
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = [f.split(" (", 1)[0] + " " + f.rsplit("/", 1)[-1].split(":")[0].rstrip(")")
+                  for f in stack.split(";")]  # fmt: skip
+        samples += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    if not samples:
+        print(f"     (no profile samples for N={n})", flush=True)
+        return
+    print(f"     profile of the gateway at N={n}, {samples} samples: self% total% function")
+    for name, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"     {100 * count / samples:5.1f} {100 * total[name] / samples:5.1f}  {name}")
 
 
 async def complete_logs(conn: asyncpg.Connection, pool: dict[str, Any]) -> int:
@@ -352,7 +394,7 @@ HEADER = (
 )
 
 
-async def main(ns: list[int], seconds: float) -> None:
+async def main(ns: list[int], seconds: float, *, profile: Path | None = None) -> None:
     with throwaway_settings() as settings:
         temporal_port = free_port()
         async with (
@@ -386,6 +428,7 @@ async def main(ns: list[int], seconds: float) -> None:
                             conn=conn,
                             work=Path(work),
                             postmaster=postmaster_pid(settings.state_dir),
+                            profile=profile,
                         )
                         results.append(r)
                         print_result(r)
@@ -418,7 +461,15 @@ def cli(argv: list[str] | None = None) -> None:
         "--sessions", type=int, nargs="*", help="the Ns (default 10 15 20 25 50 100)"
     )
     parser.add_argument("--seconds", type=float, help="paced seconds per N (default 30)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the gateway with py-spy, print its top functions, keep the stacks in DIR",
+    )
     a = parser.parse_args(argv)
     ns = a.sessions or ([5, 10] if a.quick else [10, 15, 20, 25, 50, 100])
     seconds = a.seconds or (10.0 if a.quick else 30.0)
-    asyncio.run(main(ns, seconds))
+    if a.profile:
+        a.profile.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(ns, seconds, profile=a.profile))
