@@ -40,6 +40,7 @@ import asyncpg
 
 from services.runtime.postgres import EmbeddedPostgres
 from services.store import EventStore
+from services.store.flusher import EVENT_COLUMNS
 from services.store.migrations import apply_migrations
 
 N_AUDIO = 60_000  # 20 minutes of one direction's audio
@@ -66,20 +67,7 @@ CREATE TABLE IF NOT EXISTS bench_raw_frames (
 _RAW_EVENTS = """
 CREATE TABLE IF NOT EXISTS bench_raw_events (LIKE session_events INCLUDING ALL)
 """
-_EVENT_COLUMNS = (
-    "session_id",
-    "seq",
-    "event_id",
-    "kind",
-    "source",
-    "producer_time",
-    "receive_time",
-    "client_event_id",
-    "audio_stream",
-    "audio_offset",
-    "audio_length",
-    "payload",
-)
+_EVENT_COLUMNS = EVENT_COLUMNS  # the raw baseline writes the same columns as the store
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ from services.store.events import (
     SessionStatus,
     StoredEvent,
 )
+from services.store.flusher import Flusher
 from services.store.pool import WRITER_ROLE, create_pool
 from services.store.writer import FLUSH_INTERVAL, ClientIdIndex, SessionWriter, WriterClosed
 
@@ -60,6 +61,8 @@ class EventStore:
         # The writers' COPYs run as WRITER_ROLE (row-level security refuses COPY otherwise).
         self._writer_pool = writer_pool or pool
         self._writers: dict[str, SessionWriter] = {}
+        # One background task writes every session's queue: one COPY per tick, not per session.
+        self._flusher = Flusher(self._writer_pool, interval=FLUSH_INTERVAL)
         self._opening: dict[str, asyncio.Task[SessionWriter]] = {}
 
     @property
@@ -74,7 +77,7 @@ class EventStore:
         pool = await create_pool(url, min_size=min_size, max_size=max_size)
         try:
             writers = await create_pool(
-                url, min_size=min(1, min_size), max_size=max_size, role=WRITER_ROLE
+                url, min_size=min(1, min_size), max_size=max_size, role=WRITER_ROLE, scoped=False
             )
         except BaseException:
             await pool.close()
@@ -89,6 +92,7 @@ class EventStore:
                 await writer.close()
             except Exception:
                 log.exception("closing the writer for session %s failed", writer.session_id)
+        await self._flusher.close()
         if self._writer_pool is not self._pool:
             await self._writer_pool.close()
         await self._pool.close()
@@ -199,6 +203,7 @@ class EventStore:
             audio_ends=audio_ends,
             flush_interval=flush_interval,
             on_release=self._release,
+            flusher=self._flusher,
         )
         self._writers[session_id] = writer
         return writer

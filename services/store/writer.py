@@ -3,10 +3,11 @@
 Why this shape: a voice session produces ~100 events a second (50 audio frames each way plus
 model events), and the gateway's hot path must never wait for Postgres. So `append` is a plain
 synchronous call that numbers the event and queues it; a background task writes the queue every
-~50 ms (or sooner under a burst) with COPY: one transaction for the events, and, when audio
-chunks are ready, a second one on another connection at the same time (one INSERT per
-transaction manages ~4k events/s on these machines, COPY batches >100k/s). Flushes of one
-session never overlap, so the durable events are always a gapless prefix. A caller that must
+~50 ms (or sooner under a burst) with COPY: the process's one `Flusher` (flusher.py) writes the
+events of every session due in that tick with one COPY, and the audio chunks ready with a
+second on another connection at the same time (one INSERT per transaction manages ~4k
+events/s on these machines, COPY batches >100k/s). Flushes of one session never overlap, so the
+durable events are always a gapless prefix. A caller that must
 not act before an event is durable (a tool about to run, a session about to end) awaits
 `flush()`.
 
@@ -37,7 +38,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.exceptions import _base as asyncpg_base
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -50,6 +50,7 @@ from services.store.events import (
     WriterConflict,
     WriterFailed,
 )
+from services.store.flusher import CHUNK_COLUMNS, EVENT_COLUMNS, Flusher, copy_rows, transient
 
 __all__ = [
     "CHUNK_BYTES",
@@ -78,8 +79,6 @@ CHUNK_MAX_AGE = 0.25
 """Seconds a chunk's oldest frame may wait before the chunk is written even if not full: what
 a SIGKILLed gateway can lose of each audio stream (its events flush every 50 ms)."""
 
-_RETRY_MAX_DELAY = 2.0
-
 
 def _env_float(name: str, default: float) -> float:
     try:
@@ -98,22 +97,6 @@ DEDUP_WINDOW = 4096
 
 _BLOOM_BITS = 1 << 20  # 128 KiB per writer: ~1% false positives at 100k ids
 _BLOOM_HASHES = 5
-
-EVENT_COLUMNS = (
-    "session_id",
-    "seq",
-    "event_id",
-    "kind",
-    "source",
-    "producer_time",
-    "receive_time",
-    "client_event_id",
-    "audio_stream",
-    "audio_offset",
-    "audio_length",
-    "payload",
-)
-CHUNK_COLUMNS = ("session_id", "stream", "start_offset", "data", "frame_offsets", "frame_times")
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -194,20 +177,6 @@ def _check_fields(
         raise ValueError("producer_time must be a timezone-aware datetime")
 
 
-def _transient(exc: BaseException) -> bool:
-    """Whether retrying the same batch may succeed (connection trouble, shutdown, overload)
-    rather than fail the same way forever (bad data, a missing grant, a conflict).
-
-    Only errors known to be about the data are permanent; anything else (a connection that
-    broke mid-COPY can surface as an asyncpg protocol or internal client error) is retried
-    with backoff, within the writer's bounded buffer."""
-    if isinstance(exc, asyncpg_base.DataError | ValueError | TypeError):
-        return False  # client-side encoding of a record failed
-    if isinstance(exc, asyncpg.PostgresError):
-        return (exc.sqlstate or "")[:2] not in {"22", "23", "42", "P0"}
-    return True
-
-
 class ClientIdIndex:
     """Which client event ids a session has used, in bounded memory.
 
@@ -281,7 +250,11 @@ class SessionWriter:
         flush_interval: float = FLUSH_INTERVAL,
         on_release: Callable[[SessionWriter], None] | None = None,
         buffer_seconds: float | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
+        """`flusher` writes the queue in the background (an `EventStore` shares one among its
+        writers); without one the writer gets its own. `flush_interval` is this writer's own
+        cadence within the flusher's ticks."""
         self.session_id = session_id
         self._pool = pool
         self._seq = last_seq
@@ -309,9 +282,10 @@ class SessionWriter:
         self._doubt_events = 0
         self._doubt_chunks = 0
         self._flush_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"store-writer:{session_id}")
-        self._task.add_done_callback(self._flusher_done)
+        self._next_due = time.monotonic() + flush_interval
+        self._urgent = False
+        self._flusher = flusher or Flusher(pool, interval=flush_interval)
+        self._flusher.add(self)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -414,7 +388,8 @@ class SessionWriter:
             )
         )
         if len(pending) >= FLUSH_SOON_EVENTS:
-            self._wake.set()
+            self._urgent = True
+            self._flusher.wake()
         return seq
 
     def append_audio(
@@ -478,7 +453,8 @@ class SessionWriter:
         if within + length >= CHUNK_BYTES:
             self._seal(stream)
         if len(pending) >= FLUSH_SOON_EVENTS:
-            self._wake.set()
+            self._urgent = True
+            self._flusher.wake()
         return seq
 
     # -- durability ---------------------------------------------------------------------------
@@ -508,15 +484,18 @@ class SessionWriter:
             try:
                 async with self._flush_lock:
                     await self._flush_locked(background=False)
-                    self._task.cancel()  # under the lock, so never in the middle of a COPY
             except StoreError:
                 pass  # the writer has stopped; raised below
-        await asyncio.wait([self._task])
+            except BaseException:
+                self._flusher.wake()  # closing writers are always due: it retries at once
+                raise
         self._finish()
         if self._failure is not None:
             self._raise_stopped()
 
     def _finish(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._drained.set()
         self._release()
@@ -555,66 +534,79 @@ class SessionWriter:
             if chunk.frame_offsets and now - chunk.first_at >= CHUNK_MAX_AGE:
                 self._seal(stream)
 
-    async def _run(self) -> None:
-        """The background flusher: every tick (or sooner when woken by a large backlog) it
-        seals aged audio and writes what is pending; transient failures back off and retry."""
-        delay = self._interval
-        while True:
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if self._closing:
-                self._seal_all()  # a close() whose flush failed: write everything
-            else:
-                self._seal_aged()
-            if not self._pending and not self._sealed:
-                if self._closing:
-                    self._finish()  # drained after a failed close(): release the session
-                    return
-                continue
-            try:
-                async with self._flush_lock:
-                    await self._flush_locked(background=True)
-            except StoreError:
-                return  # stopped for good; already logged
-            except Exception as exc:
-                now = time.monotonic()
-                if self._failing_since is None:
-                    self._failing_since = now
-                failing = now - self._failing_since
-                delay = min(max(delay * 2, 0.1), _RETRY_MAX_DELAY)
-                log.warning(
-                    "event store flush for session %s failed (%s: %s); retrying in %.1fs "
-                    "with %d events queued (failing for %.0fs of at most %.0fs)",
-                    self.session_id,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                    len(self._pending),
-                    failing,
-                    self.buffer_seconds,
-                )
-                if failing > self.buffer_seconds and not self.overflowed.is_set():
-                    log.error(
-                        "session %s: the event store has refused writes for %.0fs; the "
-                        "session is to be ended (%d events held, still being retried)",
-                        self.session_id,
-                        failing,
-                        len(self._pending),
-                    )
-                    self.overflowed.set()
-            else:
-                if self._failing_since is not None:
-                    log.info(
-                        "event store writes for session %s resumed after %.1fs",
-                        self.session_id,
-                        time.monotonic() - self._failing_since,
-                    )
-                self._failing_since = None
-                delay = self._interval
+    # -- the flusher's side (flusher.py); each is called with no await in between ----------
+
+    def _due(self, now: float) -> bool:
+        """Every tick, unless this writer asked for a slower cadence than the flusher's."""
+        return (
+            self._interval <= self._flusher.interval
+            or self._closing
+            or self._urgent
+            or now >= self._next_due
+        )
+
+    def _ready_for_tick(self, now: float) -> bool:
+        """Seals what the tick should write; False if there is nothing (a closing writer with
+        nothing left is finished here: its close() failed earlier and it has now drained)."""
+        self._next_due = now + self._interval
+        self._urgent = False
+        if self._closing:
+            self._seal_all()  # a close() whose flush failed: write everything
+        else:
+            self._seal_aged()
+        if self._pending or self._sealed:
+            return True
+        if self._closing and self._failure is None:
+            self._finish()
+        return False
+
+    @property
+    def _in_doubt(self) -> bool:
+        return bool(self._doubt_events or self._doubt_chunks)
+
+    def _take(self) -> tuple[list[EventRecord], list[ChunkRecord]]:
+        events, chunks = self._pending, self._sealed
+        self._pending, self._sealed = [], []
+        return events, chunks
+
+    def _committed(self, events: list[EventRecord]) -> None:
+        self._durable_seq = events[-1][1]
+        self._seen.trim(self._durable_seq)
+
+    def _flush_succeeded(self) -> None:
+        if self._failing_since is not None:
+            log.info(
+                "event store writes for session %s resumed after %.1fs",
+                self.session_id,
+                time.monotonic() - self._failing_since,
+            )
+        self._failing_since = None
+
+    def _flush_failed(self, exc: BaseException) -> None:
+        """A transient failure of a background flush: counted against the outage budget."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        failing = now - self._failing_since
+        log.warning(
+            "event store flush for session %s failed (%s: %s); retrying with %d events queued "
+            "(failing for %.0fs of at most %.0fs)",
+            self.session_id,
+            type(exc).__name__,
+            exc,
+            len(self._pending),
+            failing,
+            self.buffer_seconds,
+        )
+        if failing > self.buffer_seconds and not self.overflowed.is_set():
+            log.error(
+                "session %s: the event store has refused writes for %.0fs; the session is to be "
+                "ended (%d events held, still being retried)",
+                self.session_id,
+                failing,
+                len(self._pending),
+            )
+            self.overflowed.set()
 
     async def _flush_locked(self, *, background: bool) -> None:
         """Writes every pending event and sealed chunk. Holds the lock.
@@ -647,9 +639,9 @@ class SessionWriter:
                     events, chunks = await self._skip_committed(events, chunks)
                 writes: list[Awaitable[None]] = []
                 if events:
-                    writes.append(self._copy("session_events", events, EVENT_COLUMNS))
+                    writes.append(copy_rows(self._pool, "session_events", events, EVENT_COLUMNS))
                 if chunks:
-                    writes.append(self._copy("audio_chunks", chunks, CHUNK_COLUMNS))
+                    writes.append(copy_rows(self._pool, "audio_chunks", chunks, CHUNK_COLUMNS))
                 results = await asyncio.gather(*writes, return_exceptions=True)
             except BaseException:
                 # Cancelled, or the check failed: nothing is known to have been written.
@@ -659,8 +651,7 @@ class SessionWriter:
             events_error = results[0] if events else None
             chunks_error = results[-1] if chunks else None
             if not isinstance(events_error, BaseException) and events:
-                self._durable_seq = events[-1][1]
-                self._seen.trim(self._durable_seq)
+                self._committed(events)
             if not errors:
                 return
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(errors[0])))
@@ -677,7 +668,7 @@ class SessionWriter:
                 )
                 self._stop(stop)
                 raise WriterConflict(str(stop)) from conflict
-            permanent = next((e for e in errors if not _transient(e)), None)
+            permanent = next((e for e in errors if not transient(e)), None)
             if permanent is not None:
                 failed = WriterFailed(
                     f"session {self.session_id}: the database refused a batch of "
@@ -693,20 +684,19 @@ class SessionWriter:
             )
             raise errors[0]
 
-    async def _copy(self, table: str, records: list[Any], columns: tuple[str, ...]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.copy_records_to_table(table, records=records, columns=columns)
-
-    def _requeue(self, events: list[EventRecord], chunks: list[ChunkRecord]) -> None:
-        """Puts a failed batch back in front of the queue and marks it in doubt, unless an
-        earlier doubt is still unresolved (then that one is what must be checked)."""
+    def _requeue(
+        self, events: list[EventRecord], chunks: list[ChunkRecord], *, doubt: bool = True
+    ) -> None:
+        """Puts a failed batch back in front of the queue and, if its commit may have happened,
+        marks it in doubt, unless an earlier doubt is still unresolved (then that one is what
+        must be checked)."""
         if events:
             self._pending = events + self._pending
-            if not self._doubt_events:
+            if doubt and not self._doubt_events:
                 self._doubt_events = len(events)
         if chunks:
             self._sealed = chunks + self._sealed
-            if not self._doubt_chunks:
+            if doubt and not self._doubt_chunks:
                 self._doubt_chunks = len(chunks)
 
     async def _skip_committed(
@@ -745,16 +735,6 @@ class SessionWriter:
             chunks = chunks[n_chunks:]
         return events, chunks
 
-    def _flusher_done(self, task: asyncio.Task[None]) -> None:
-        """A flusher that dies of a bug must not leave appends queueing silently forever."""
-        if task.cancelled() or task.exception() is None or self._failure is not None:
-            return
-        exc = task.exception()
-        log.error("event store flusher for session %s died", self.session_id, exc_info=exc)
-        self._stop(
-            WriterFailed(f"session {self.session_id}: the background flusher died ({exc!r})")
-        )
-
     def _stop(self, failure: StoreError) -> None:
         """Stops the writer for good, loudly."""
         self._failure = failure
@@ -762,11 +742,10 @@ class SessionWriter:
         self._pending.clear()
         self._sealed.clear()
         self._drained.set()
-        if asyncio.current_task() is not self._task:
-            self._task.cancel()
         self._release()
 
     def _release(self) -> None:
+        self._flusher.remove(self)
         if self._on_release is not None:
             self._on_release(self)
             self._on_release = None

@@ -255,6 +255,58 @@ async def test_conflict_found_by_the_background_flush(store: EventStore, pg_url:
     assert [e.kind for e in await collect(store, session_id)] == ["test.first"]
 
 
+async def test_one_tick_writes_every_session_in_one_copy(store: EventStore) -> None:
+    """The background flush is per process, not per session: twenty sessions' queues go out in
+    one tick (one COPY), each still gapless and in order."""
+    writers = [await store.open_writer(new_id("shared")) for _ in range(20)]
+    ticks = store._flusher.ticks
+    for writer in writers:
+        for i in range(3):
+            writer.append(kind="test.shared", source="test", payload={"i": i})
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if all(w.durable_seq == 3 for w in writers):
+            break
+    assert [w.durable_seq for w in writers] == [3] * 20
+    assert store._flusher.ticks - ticks == 1
+    for writer in writers:
+        await writer.close()
+        assert [e.payload["i"] for e in await collect(store, writer.session_id)] == [0, 1, 2]
+
+
+async def test_a_conflict_in_a_shared_batch_stops_only_its_writer(
+    store: EventStore, pg_url: str
+) -> None:
+    """One session's rows meeting another process's: the shared COPY rolls back whole, each
+    writer is flushed alone, and only the one that conflicts stops."""
+    bystanders = [await store.open_writer(new_id("bystander")) for _ in range(5)]
+    session_id = new_id("conflict-shared")
+    elsewhere = await EventStore.open(pg_url, min_size=1, max_size=2)
+    try:
+        other = await elsewhere.open_writer(session_id)
+        other.append(kind="test.other", source="test", payload={})
+        await other.flush()
+        late = await store.open_writer(session_id)
+        late._seq = 0  # as if it had resumed just before the other process wrote seq 1
+        late.append(kind="test.late", source="test", payload={})
+        for writer in bystanders:
+            writer.append(kind="test.bystander", source="test", payload={})
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if late.closed and all(w.durable_seq == 1 for w in bystanders):
+                break
+        with pytest.raises(WriterConflict):
+            late.append(kind="test.late", source="test", payload={})
+        assert [w.durable_seq for w in bystanders] == [1] * 5
+        await other.close()
+    finally:
+        await elsewhere.close()
+    assert [e.kind for e in await collect(store, session_id)] == ["test.other"]
+    for writer in bystanders:
+        await writer.close()
+        assert [e.kind for e in await collect(store, writer.session_id)] == ["test.bystander"]
+
+
 async def test_payload_dict_is_compact_json(store: EventStore) -> None:
     session_id = new_id("compact")
     writer = await store.open_writer(session_id)
