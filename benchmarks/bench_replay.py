@@ -48,7 +48,8 @@ FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
 """
 
 
-def hour_of_events(session_id: str) -> tuple[list[tuple], list[tuple]]:
+def hour_of_events(session_id: str, *, seconds: int = HOUR_S) -> tuple[list[tuple], list[tuple]]:
+    """The rows of a session `seconds` long (an hour by default): events and audio chunks."""
     events: list[tuple] = []
     chunks: list[tuple] = []
     offsets = {"input": 0, "output": 0}
@@ -85,7 +86,7 @@ def hour_of_events(session_id: str) -> tuple[list[tuple], list[tuple]]:
 
     add(0, "session.started", {"tenant_id": "bench", "prompt_hash": "ab" * 32}, "gateway")
     add(5, "client.attach", {"connection_id": "c"}, "client")
-    for turn in range(HOUR_S // TURN_S):
+    for turn in range(seconds // TURN_S):
         base = turn * TURN_S * 1000
         rid, item = f"resp_{turn}", f"item_a{turn}"
         add(
@@ -191,7 +192,7 @@ def hour_of_events(session_id: str) -> tuple[list[tuple], list[tuple]]:
             )
     # The microphone, all hour: each frame and its mirror to the model, merged in time order.
     mic: list[tuple] = []
-    for i in range(HOUR_S * 50):
+    for i in range(seconds * 50):
         mic.append((i * 20 + 20, i))
     others = events
     events = []
