@@ -13,6 +13,9 @@ import os
 # Embedded servers start and stop through subprocesses while gRPC threads run; gRPC's fork
 # handlers would only print warnings about it.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+# What Earpiece sends the model is checked against the SDK's GA types in every test (in
+# production it is built correct by construction; see services/realtime/link.py).
+os.environ.setdefault("EARPIECE_VALIDATE_SENT", "1")
 
 import shutil
 import socket

@@ -13,18 +13,25 @@ for each N it starts, as separate processes, the simulator (simulator.py), one g
   (pg_total_relation_size of the event store's tables);
 - whether every session's log is complete (a `client.audio` event per frame sent).
 Then the largest N with both p99s ≤ 20 ms and nothing lost. `--quick`: small N, short runs.
+
+`--gateway-at REV ...` also runs, for each N and right after this tree's, the gateway as of each
+git revision (from a throwaway worktree; the simulator, clients, worker and Postgres stay this
+tree's), so a change to the gateway is judged by before/after lines measured in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +139,7 @@ class Result:
     failed: int
     send_lag_p99_ms: float
     first_error: str
+    gateway: str = "this tree"
 
     def holds(self) -> bool:
         return (
@@ -184,6 +192,7 @@ async def one_run(
     work: Path,
     postmaster: int,
     profile: Path | None = None,
+    gateway_dir: Path | None = None,
 ) -> Result:
     python = sys.executable
     sim_out, client_out = work / f"sim-{n}.json", work / f"clients-{n}.json"
@@ -197,9 +206,12 @@ async def one_run(
         sim_url = await wait_line(sim, "ws://", 30)
         address = f"127.0.0.1:{free_port()}"
         gw_env = {**env, "EARPIECE_SIMULATOR_URL": sim_url, "EARPIECE_GRPC_ADDRESS": address}
+        if gateway_dir is not None:  # `-m` puts the cwd first: that revision's code is run
+            gw_env["PYTHONPATH"] = str(gateway_dir)
         gateway = await asyncio.create_subprocess_exec(
-            python, "-m", "services.cli", "gateway", env=gw_env, stdout=asyncio.subprocess.PIPE
-        )
+            python, "-m", "services.cli", "gateway", env=gw_env, stdout=asyncio.subprocess.PIPE,
+            cwd=gateway_dir,
+        )  # fmt: skip
         await wait_line(gateway, "gateway listening", 60)
         await asyncio.sleep(1.0)
         rss_idle = rss_mb(gateway.pid)
@@ -368,6 +380,8 @@ def q(values: list[float]) -> str:
 
 
 def print_result(r: Result) -> None:
+    if r.gateway != "this tree":
+        print(f"     gateway as of {r.gateway}:", flush=True)
     print(
         f"{r.n:>4} {q(r.inbound)} {q(r.outbound)} {r.in_lost:>5}/{r.in_late:<5}"
         f" {r.out_lost:>5}/{r.out_late:<5} {r.cpu_pct_session:6.2f} {r.rss_mb_session:7.2f}"
@@ -394,8 +408,40 @@ HEADER = (
 )
 
 
-async def main(ns: list[int], seconds: float, *, profile: Path | None = None) -> None:
-    with throwaway_settings() as settings:
+@contextlib.contextmanager
+def worktrees(revisions: list[str]) -> Iterator[list[tuple[str, Path | None]]]:
+    """This tree, then a detached git worktree for each revision; removed afterwards."""
+    made: list[tuple[str, Path | None]] = [("this tree", None)]
+    try:
+        for rev in revisions:
+            path = Path(tempfile.mkdtemp(prefix="earpiece-gateway-"))
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", "--force", str(path), rev],
+                check=True,
+                capture_output=True,
+            )
+            label = subprocess.run(
+                ["git", "log", "-1", "--format=%h %s", rev], check=True, capture_output=True,
+                text=True,
+            ).stdout.strip()[:72]  # fmt: skip
+            made.append((label, path))
+        yield made
+    finally:
+        for _, tree in made[1:]:
+            if tree is not None:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(tree)], capture_output=True
+                )
+
+
+async def main(
+    ns: list[int],
+    seconds: float,
+    *,
+    profile: Path | None = None,
+    gateway_at: list[str] | None = None,
+) -> None:
+    with throwaway_settings() as settings, worktrees(gateway_at or []) as gateways:
         temporal_port = free_port()
         async with (
             infrastructure(settings, temporal_port=temporal_port) as infra,
@@ -421,20 +467,23 @@ async def main(ns: list[int], seconds: float, *, profile: Path | None = None) ->
             try:
                 with tempfile.TemporaryDirectory(prefix="earpiece-load-") as work:
                     for n in ns:
-                        r = await one_run(
-                            n,
-                            seconds,
-                            env=env,
-                            conn=conn,
-                            work=Path(work),
-                            postmaster=postmaster_pid(settings.state_dir),
-                            profile=profile,
-                        )
-                        results.append(r)
-                        print_result(r)
+                        for label, gateway_dir in gateways:
+                            r = await one_run(
+                                n,
+                                seconds,
+                                env=env,
+                                conn=conn,
+                                work=Path(work),
+                                postmaster=postmaster_pid(settings.state_dir),
+                                profile=profile if gateway_dir is None else None,
+                                gateway_dir=gateway_dir,
+                            )
+                            r.gateway = label
+                            results.append(r)
+                            print_result(r)
             finally:
                 await conn.close()
-    held = [r for r in results if r.holds()]
+    held = [r for r in results if r.holds() and r.gateway == "this tree"]
     best = max(held, key=lambda r: r.n) if held else None
     print(
         f"largest N holding p99 ≤ {GOAL_P99_MS:.0f} ms both ways with nothing lost: "
@@ -442,6 +491,8 @@ async def main(ns: list[int], seconds: float, *, profile: Path | None = None) ->
     )
     cores = os.cpu_count() or 1
     for r in results:
+        if r.gateway != "this tree":
+            continue
         saturated = r.machine_cpu_pct > 0.9 * 100 * cores
         print(
             f"  N={r.n}: gateway alone {r.gateway_cpu_pct:.0f}% of a core = "
@@ -467,9 +518,16 @@ def cli(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="sample the gateway with py-spy, print its top functions, keep the stacks in DIR",
     )
+    parser.add_argument(
+        "--gateway-at",
+        nargs="+",
+        metavar="REV",
+        default=[],
+        help="also run the gateway as of these git revisions, side by side with this tree's",
+    )
     a = parser.parse_args(argv)
     ns = a.sessions or ([5, 10] if a.quick else [10, 15, 20, 25, 50, 100])
     seconds = a.seconds or (10.0 if a.quick else 30.0)
     if a.profile:
         a.profile.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(ns, seconds, profile=a.profile))
+    asyncio.run(main(ns, seconds, profile=a.profile, gateway_at=a.gateway_at))

@@ -217,7 +217,7 @@ class LiveSession:
         )
         if self.pump is not None and not gated:
             # The bytes are stored once; the model-bound event refers to the client's event.
-            self.pump.forward_audio(pcm, {"event_seq": seq})
+            self.pump.forward_audio(pcm, event_seq=seq)
 
     def _on_screen_state(self, m: pb.ClientMessage, cid: str, at: datetime | None) -> None:
         state = validation.validate_screen_state(m.screen_state)

@@ -20,20 +20,28 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.gateway import turns
 from services.gateway.rebuild import RebuildPlan
-from services.realtime.link import ModelLink, ModelLinkClosed, classify_error
-from services.store.writer import SessionWriter
+from services.realtime.link import APPEND_PREFIX, ModelLink, ModelLinkClosed, classify_error
+from services.store.events import StoreError
+from services.store.writer import CHUNK_MAX_AGE, SessionWriter
 from workflows.messages import SettleRequest, ToolOutput
 
 log = logging.getLogger(__name__)
 
-APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
+FORWARDED_KIND = "model.client.input_audio_buffer.append"
+"""The row that records a run of microphone frames sent to the model (see `_record_run`)."""
+FORWARDED_ID_PREFIX = "evt_in_"
+"""A forwarded frame's event id is this and the seq of the `client.audio` event holding it."""
+RUN_FRAMES = 50
+RUN_MAX_AGE_S = CHUNK_MAX_AGE
+"""A run is recorded after this long at most: a crash loses as much of the forwarding record
+as of the audio itself."""
 REBUILD_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 TOOL_STATES = {
@@ -44,6 +52,33 @@ TOOL_STATES = {
     "failed": pb.ToolStatus.STATE_FAILED,
     "dropped": pb.ToolStatus.STATE_DROPPED,
 }
+
+
+class ForwardedFrame(NamedTuple):
+    """One `input_audio_buffer.append` as sent: its event id, the seq of the `client.audio`
+    event whose audio it carried, and when it went on the wire (Unix microseconds)."""
+
+    event_id: str
+    event_seq: int | None
+    sent_at_us: int
+
+
+def forwarded_frames(payload: dict[str, Any]) -> list[ForwardedFrame]:
+    """The appends one FORWARDED_KIND row records, in wire order (what replay expands)."""
+    return [
+        ForwardedFrame(event_id, seq, sent)
+        for event_id, seq, sent in zip(
+            payload["event_ids"], payload["event_seqs"], payload["sent_at_us"], strict=True
+        )
+    ]
+
+
+class _Forward(NamedTuple):
+    """A microphone frame for the model, queued in the outbox with the other sends."""
+
+    pcm: bytes
+    event_id: str
+
 
 LinkMaker = Callable[[Callable[[str], None]], ModelLink]
 PlanLoader = Callable[[], Awaitable[RebuildPlan]]
@@ -76,13 +111,15 @@ class ModelPump:
         self.machine = turns.TurnMachine(config=turn_config)
         self.link: ModelLink | None = None
         self._generation = 0
-        self._outbox: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[int, dict[str, Any] | _Forward] | None] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at: float | None = None
-        self._pending_appends: dict[str, dict[str, Any]] = {}
+        self._run_ids: list[str] = []
+        self._run_sent_us: list[int] = []
+        self._run_timer: asyncio.TimerHandle | None = None
         self._last_seq = 0
         self._closing = False
         self.rebuilds = 0
@@ -112,6 +149,7 @@ class ModelPump:
             await self.link.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+        self._record_run()
 
     @property
     def assistant_playing(self) -> bool:
@@ -221,6 +259,7 @@ class ModelPump:
 
     def _lose_link(self, reason: str, *, cause: str) -> None:
         """Whatever the cause: recorded, the machine told, the client told."""
+        self._record_run()
         self._last_seq = seq = self.writer.append(
             kind="model.link_lost", source="gateway", payload={"reason": reason, "cause": cause}
         )
@@ -254,7 +293,7 @@ class ModelPump:
 
     # ---- sending, in one queue so the wire keeps the machine's order ----
 
-    def _queue(self, event: dict[str, Any]) -> None:
+    def _queue(self, event: dict[str, Any] | _Forward) -> None:
         self._outbox.put_nowait((self._generation, event))
 
     async def _send_loop(self) -> None:
@@ -264,41 +303,66 @@ class ModelPump:
             if generation != self._generation or link is None or not self.machine.link_up:
                 continue  # meant for a link that is gone; the rebuild covers it
             with contextlib.suppress(ModelLinkClosed):  # the reader sees the drop, records it
-                await link.send(event)
+                if isinstance(event, _Forward):
+                    await link.append_audio(event.pcm, event_id=event.event_id)
+                else:
+                    await link.send(event)
 
     def record_sent(self, text: str) -> None:
-        """Called by the link under its send lock, so the log has the wire's order."""
+        """Called by the link under its send lock, so the log has the wire's order.
+
+        Microphone frames (50 a second) are not logged one row each: their audio is already in
+        the `client.audio` event each names, so what sending adds is the event id and the time.
+        A run of them becomes one row, written before the next other event sent (and within
+        RUN_MAX_AGE_S), so the model-bound events still read back in wire order."""
         if text.startswith(APPEND_PREFIX):
-            # 50 a second: find the event id without decoding the base64 audio. The link writes
-            # compact JSON in our key order, so the id is the last value.
-            event_id = text.rsplit('"event_id":"', 1)[-1][:-2]
-            self.writer.append(
-                kind="model.client.input_audio_buffer.append",
-                source="gateway",
-                payload={
-                    "type": "input_audio_buffer.append",
-                    "event_id": event_id,
-                    "audio": self._pending_appends.pop(event_id, None),
-                },
-            )
+            # The link formats appends with the id last: find it without decoding the audio.
+            event_id = text[text.rindex('"event_id":"') + 12 : -2]
+            if not self._run_ids:
+                loop = asyncio.get_running_loop()
+                self._run_timer = loop.call_later(RUN_MAX_AGE_S, self._record_run)
+            self._run_ids.append(event_id)
+            self._run_sent_us.append(time.time_ns() // 1000)
+            if len(self._run_ids) >= RUN_FRAMES:
+                self._record_run()
             return
+        self._record_run()
         event_type = json.loads(text).get("type", "unknown")
         self.writer.append(kind=f"model.client.{event_type}", source="gateway", payload=text)
 
+    def _record_run(self) -> None:
+        """One row for the frames sent since the last: `event_ids` in wire order, the
+        `event_seqs` of the `client.audio` events holding their audio, and `sent_at_us` (Unix
+        microseconds, just before each went on the wire)."""
+        if self._run_timer is not None:
+            self._run_timer.cancel()
+            self._run_timer = None
+        if not self._run_ids:
+            return
+        ids, sent = self._run_ids, self._run_sent_us
+        self._run_ids, self._run_sent_us = [], []
+        cut = len(FORWARDED_ID_PREFIX)
+        with contextlib.suppress(StoreError):  # a stopped writer: the session is ending anyway
+            self.writer.append(
+                kind=FORWARDED_KIND,
+                source="gateway",
+                payload={
+                    "type": "input_audio_buffer.append",
+                    "event_ids": ids,
+                    "event_seqs": [
+                        int(i[cut:]) if i.startswith(FORWARDED_ID_PREFIX) else None for i in ids
+                    ],
+                    "sent_at_us": sent,
+                },
+            )
+
     # ---- from the client ----
 
-    def forward_audio(self, pcm: bytes, ref: dict[str, Any]) -> None:
+    def forward_audio(self, pcm: bytes, *, event_seq: int) -> None:
+        """Sends the frame recorded as `client.audio` event `event_seq` on to the model."""
         if not self.machine.link_up:
             return  # recorded as client audio; the model hears the next frames
-        event_id = f"evt_in_{ref['event_seq']}"
-        self._pending_appends[event_id] = ref
-        self._queue(
-            {
-                "type": "input_audio_buffer.append",
-                "audio": base64.b64encode(pcm).decode("ascii"),
-                "event_id": event_id,
-            }
-        )
+        self._queue(_Forward(pcm, f"{FORWARDED_ID_PREFIX}{event_seq}"))
 
     def screen_changed(self, state: dict[str, Any], digest: str) -> None:
         self._feed(turns.ScreenChanged(state, digest))

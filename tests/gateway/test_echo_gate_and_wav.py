@@ -8,6 +8,7 @@ import wave
 from pathlib import Path
 
 from services.client import EarpieceClient, read_wav_frames
+from services.gateway.model_pump import FORWARDED_KIND, forwarded_frames
 from services.realtime.simulator.voice import silence, synthesize_speech
 from services.store.event_store import EventStore
 from tests.gateway.live_helpers import GatewayFor, simulator, speak
@@ -35,7 +36,9 @@ async def test_echo_gate_records_but_does_not_forward_while_assistant_plays(
     events = [e async for e in store.read_events(session_id)]
     audio = [e for e in events if e.kind == "client.audio"]
     gated = [e for e in audio if e.payload.get("echo_gated")]
-    forwarded = [e for e in events if e.kind == "model.client.input_audio_buffer.append"]
+    forwarded = [
+        frame for e in events if e.kind == FORWARDED_KIND for frame in forwarded_frames(e.payload)
+    ]
     # The 25 frames sent while it played were all held back (so were any of the trailing
     # silence after the user's turn that arrived once the response had started).
     assert all(e.payload.get("echo_gated") for e in audio[-25:])

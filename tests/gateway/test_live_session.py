@@ -17,6 +17,7 @@ import pytest
 
 from services.client import EarpieceClient
 from services.demo import drive_tutoring_session
+from services.gateway.model_pump import FORWARDED_KIND, forwarded_frames
 from services.gateway.server import RunningGateway, running_gateway
 from services.realtime.protocol import validate_client_event, validate_server_event
 from services.realtime.simulator.scenario import load_builtin_scenario
@@ -95,10 +96,14 @@ async def test_three_turn_session_is_recorded_exactly(
     for e in events:
         if not e.kind.startswith("model.client."):
             continue
-        payload = e.payload
-        if e.kind == "model.client.input_audio_buffer.append":
-            payload = with_audio(payload, audio_of(by_seq[payload["audio"]["event_seq"]]), "audio")
-        logged_client.append(payload)
+        if e.kind == FORWARDED_KIND:  # a run of microphone frames, one row
+            for frame in forwarded_frames(e.payload):
+                assert frame.event_seq is not None
+                audio = base64.b64encode(audio_of(by_seq[frame.event_seq])).decode()
+                append = {"type": "input_audio_buffer.append", "audio": audio}
+                logged_client.append({**append, "event_id": frame.event_id})
+            continue
+        logged_client.append(e.payload)
     assert logged_client == [json.loads(t) for t in sim.received_texts]
 
     for payload in logged_server:
