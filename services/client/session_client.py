@@ -394,10 +394,13 @@ class EarpieceClient:
         return session
 
     async def read_events(
-        self, session_id: str, *, after_seq: int = 0
+        self, session_id: str, *, after_seq: int = 0, limit: int = 0
     ) -> AsyncIterator[replay_pb2.Event]:
+        """The session's events after `after_seq` (at most `limit`; 0: all), one by one; the
+        server sends them in pages (`ReadEventsResponse`), which this unpacks."""
         call = self.replay.ReadEvents(
-            replay_pb2.ReadEventsRequest(session_id=session_id, after_seq=after_seq)
+            replay_pb2.ReadEventsRequest(session_id=session_id, after_seq=after_seq, limit=limit)
         )
-        async for event in call:
-            yield event
+        async for page in call:
+            for event in page.events:
+                yield event

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.api.earpiece.v1 import replay_pb2, session_pb2
-from services.store.events import SessionRecord, SessionStatus, StoredEvent
+from services.store.events import SessionRecord, SessionStatus
 
 STATUS: dict[SessionStatus, session_pb2.SessionStatus.ValueType] = {
     "active": session_pb2.SESSION_STATUS_ACTIVE,
@@ -47,15 +49,51 @@ def session_message(record: SessionRecord) -> session_pb2.Session:
     )
 
 
-def event_message(event: StoredEvent) -> replay_pb2.Event:
-    return replay_pb2.Event(
-        session_id=event.session_id,
-        seq=event.seq,
-        event_id=str(event.event_id),
-        kind=event.kind,
-        source=event.source,
-        producer_time=timestamp(event.producer_time),
-        receive_time=timestamp(event.receive_time),
-        payload_json=event.payload_json,
-        position=event.position,
-    )
+PAGE_EVENTS = 1000
+PAGE_BYTES = 1 << 20  # a page stays far under gRPC's default 4 MiB receive limit
+_EVENT_OVERHEAD = 64  # tags, lengths, numbers and the two timestamps of one Event
+
+
+def event_pages(
+    session_id: str,
+    rows: Iterable[asyncpg.Record],
+    *,
+    max_events: int = PAGE_EVENTS,
+    max_bytes: int = PAGE_BYTES,
+) -> Iterator[replay_pb2.ReadEventsResponse]:
+    """ReadEvents pages of `store.reader.read_api_rows` rows: at most `max_events` events, and
+    no more than about `max_bytes` (an event that large alone is a page of its own). Events are
+    built in place in the page and times set as seconds and nanos: no datetime, no Timestamp
+    or Event object of their own, which cost more per row than the rest."""
+    page = replay_pb2.ReadEventsResponse()
+    events = page.events
+    size = 0
+    fixed = len(session_id) + _EVENT_OVERHEAD
+    for seq, event_id, kind, source, producer_us, receive_us, position, payload in rows:
+        # isascii is O(1) on str; only other payloads pay for their UTF-8 length.
+        grows = fixed + len(event_id) + len(kind) + len(source)
+        grows += len(payload) if payload.isascii() else len(payload.encode())
+        if len(events) >= max_events or (events and size + grows > max_bytes):
+            yield page
+            page = replay_pb2.ReadEventsResponse()
+            events = page.events
+            size = 0
+        size += grows
+        event = events.add(
+            session_id=session_id,
+            seq=seq,
+            event_id=event_id,
+            kind=kind,
+            source=source,
+            payload_json=payload,
+            position=position,
+        )
+        seconds, micros = divmod(receive_us, 1_000_000)
+        event.receive_time.seconds = seconds
+        event.receive_time.nanos = micros * 1000
+        if producer_us is not None:
+            seconds, micros = divmod(producer_us, 1_000_000)
+            event.producer_time.seconds = seconds
+            event.producer_time.nanos = micros * 1000
+    if events:
+        yield page

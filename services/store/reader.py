@@ -24,6 +24,20 @@ ORDER BY seq
 LIMIT $3
 """
 
+# What an API `Event` carries and nothing else, times as integer microseconds since the Unix
+# epoch (exact: extract gives numeric): a datetime per time per row, and its conversion back to
+# seconds and nanos, cost more than the rest of the row.
+_API_PAGE = """
+SELECT seq, event_id, kind, source,
+       (extract(epoch FROM producer_time) * 1000000)::int8,
+       (extract(epoch FROM receive_time) * 1000000)::int8,
+       position, payload
+FROM session_events
+WHERE session_id = $1 AND seq > $2
+ORDER BY seq
+LIMIT $3
+"""
+
 # Only transactions older than every running one: rows below that xmin can no longer appear,
 # so a consumer that advances its position never passes an event still to commit.
 _GLOBAL_PAGE = f"""
@@ -62,20 +76,76 @@ def _event(row: asyncpg.Record) -> StoredEvent:
     )
 
 
+async def _session_pages(
+    pool: asyncpg.Pool,
+    query: str,
+    session_id: str,
+    *,
+    after_seq: int,
+    limit: int,
+    batch_size: int,
+    seq_column: int,
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Keyset pages of `query` (parameters: session, seq after, row limit), never empty, at
+    most `limit` rows in all (0: no limit)."""
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+    last, left = after_seq, limit
+    while True:
+        size = min(batch_size, left) if limit else batch_size
+        rows = await pool.fetch(query, session_id, last, size)
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        if limit:
+            left -= len(rows)
+            if left == 0:
+                return
+        last = rows[-1][seq_column]
+
+
 async def read_events(
     pool: asyncpg.Pool, session_id: str, *, after_seq: int = 0, batch_size: int = 1000
 ) -> AsyncIterator[StoredEvent]:
     """A session's events with seq > after_seq, in seq order, `batch_size` rows per query."""
-    if batch_size <= 0:
-        raise ValueError("batch_size must be positive")
-    last = after_seq
-    while True:
-        rows = await pool.fetch(_SESSION_PAGE, session_id, last, batch_size)
+    pages = _session_pages(
+        pool,
+        _SESSION_PAGE,
+        session_id,
+        after_seq=after_seq,
+        limit=0,
+        batch_size=batch_size,
+        seq_column=1,
+    )
+    async for rows in pages:
         for row in rows:
             yield _event(row)
-        if len(rows) < batch_size:
-            return
-        last = rows[-1][1]
+
+
+async def read_api_rows(
+    pool: asyncpg.Pool,
+    session_id: str,
+    *,
+    after_seq: int = 0,
+    limit: int = 0,
+    batch_size: int = 1000,
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """ReadEvents' read: pages of rows (seq, event_id, kind, source, producer_us, receive_us,
+    position, payload) with seq > after_seq, at most `limit` rows (0: all). Raw rows, not
+    StoredEvents: a Python object per row is what made ReadEvents slow (issue 14)."""
+    async for rows in _session_pages(
+        pool,
+        _API_PAGE,
+        session_id,
+        after_seq=after_seq,
+        limit=limit,
+        batch_size=batch_size,
+        seq_column=0,
+    ):
+        yield rows
 
 
 async def read_all(pool: asyncpg.Pool, *, after: Position | None, limit: int) -> list[StoredEvent]:

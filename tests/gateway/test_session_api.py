@@ -108,9 +108,10 @@ async def test_full_round_trip_records_every_event_in_order(client: EarpieceClie
     assert [e.seq for e in tail] == [events[-2].seq, events[-1].seq]
     limited = [
         e
-        async for e in client.replay.ReadEvents(
+        async for page in client.replay.ReadEvents(
             replay_pb2.ReadEventsRequest(session_id=session.session_id, limit=3)
         )
+        for e in page.events
     ]
     assert [e.seq for e in limited] == [1, 2, 3]
 

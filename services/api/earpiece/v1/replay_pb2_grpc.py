@@ -40,7 +40,7 @@ class ReplayServiceStub:
         self.ReadEvents = channel.unary_stream(
                 '/earpiece.v1.ReplayService/ReadEvents',
                 request_serializer=earpiece_dot_v1_dot_replay__pb2.ReadEventsRequest.SerializeToString,
-                response_deserializer=earpiece_dot_v1_dot_replay__pb2.Event.FromString,
+                response_deserializer=earpiece_dot_v1_dot_replay__pb2.ReadEventsResponse.FromString,
                 _registered_method=True)
         self.GetTimeline = channel.unary_unary(
                 '/earpiece.v1.ReplayService/GetTimeline',
@@ -81,7 +81,9 @@ class ReplayServiceServicer:
     """
 
     def ReadEvents(self, request, context):
-        """Streams a session's events in seq order, starting after `after_seq`.
+        """Streams a session's events in seq order, starting after `after_seq`, in pages: one
+        message carries up to 1,000 events or about 1 MiB of them (one event more than that only
+        when it is that large alone), since a gRPC message per event costs more than the event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,7 +139,7 @@ def add_ReplayServiceServicer_to_server(servicer, server):
             'ReadEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadEvents,
                     request_deserializer=earpiece_dot_v1_dot_replay__pb2.ReadEventsRequest.FromString,
-                    response_serializer=earpiece_dot_v1_dot_replay__pb2.Event.SerializeToString,
+                    response_serializer=earpiece_dot_v1_dot_replay__pb2.ReadEventsResponse.SerializeToString,
             ),
             'GetTimeline': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTimeline,
@@ -199,7 +201,7 @@ class ReplayService:
             target,
             '/earpiece.v1.ReplayService/ReadEvents',
             earpiece_dot_v1_dot_replay__pb2.ReadEventsRequest.SerializeToString,
-            earpiece_dot_v1_dot_replay__pb2.Event.FromString,
+            earpiece_dot_v1_dot_replay__pb2.ReadEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

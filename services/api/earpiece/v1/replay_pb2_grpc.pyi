@@ -36,8 +36,11 @@ class ReplayServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReplayServiceAsyncStub: ...
-    ReadEvents: _grpc.UnaryStreamMultiCallable[_replay_pb2.ReadEventsRequest, _replay_pb2.Event]
-    """Streams a session's events in seq order, starting after `after_seq`."""
+    ReadEvents: _grpc.UnaryStreamMultiCallable[_replay_pb2.ReadEventsRequest, _replay_pb2.ReadEventsResponse]
+    """Streams a session's events in seq order, starting after `after_seq`, in pages: one
+    message carries up to 1,000 events or about 1 MiB of them (one event more than that only
+    when it is that large alone), since a gRPC message per event costs more than the event.
+    """
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_replay_pb2.GetTimelineRequest, _replay_pb2.Timeline]
     """Turns with transcripts as heard, interruptions, tool calls, context injections, link
     losses and rebuilds, errors, and the lanes the viewer draws.
@@ -63,8 +66,11 @@ class ReplayServiceAsyncStub(ReplayServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    ReadEvents: _aio.UnaryStreamMultiCallable[_replay_pb2.ReadEventsRequest, _replay_pb2.Event]  # type: ignore[assignment]
-    """Streams a session's events in seq order, starting after `after_seq`."""
+    ReadEvents: _aio.UnaryStreamMultiCallable[_replay_pb2.ReadEventsRequest, _replay_pb2.ReadEventsResponse]  # type: ignore[assignment]
+    """Streams a session's events in seq order, starting after `after_seq`, in pages: one
+    message carries up to 1,000 events or about 1 MiB of them (one event more than that only
+    when it is that large alone), since a gRPC message per event costs more than the event.
+    """
     GetTimeline: _aio.UnaryUnaryMultiCallable[_replay_pb2.GetTimelineRequest, _replay_pb2.Timeline]  # type: ignore[assignment]
     """Turns with transcripts as heard, interruptions, tool calls, context injections, link
     losses and rebuilds, errors, and the lanes the viewer draws.
@@ -93,8 +99,11 @@ class ReplayServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _replay_pb2.ReadEventsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_replay_pb2.Event], _abc.AsyncIterator[_replay_pb2.Event]]:
-        """Streams a session's events in seq order, starting after `after_seq`."""
+    ) -> _typing.Union[_abc.Iterator[_replay_pb2.ReadEventsResponse], _abc.AsyncIterator[_replay_pb2.ReadEventsResponse]]:
+        """Streams a session's events in seq order, starting after `after_seq`, in pages: one
+        message carries up to 1,000 events or about 1 MiB of them (one event more than that only
+        when it is that large alone), since a gRPC message per event costs more than the event.
+        """
 
     @_abc_1.abstractmethod
     def GetTimeline(
