@@ -119,8 +119,13 @@ class SimulatorServer:
         scenario: Scenario,
         realtime_pacing: bool,
         api_key: str | None = None,
+        validate_first: int | None = None,
     ) -> None:
         self.host = host
+        # None: every event checked against the SDK's types. A count: only that many of each
+        # event type per connection and direction (load runs, where checking every audio frame
+        # would cost as much CPU as the gateway under test).
+        self.validate_first = validate_first
         self.scenario = scenario
         self.realtime_pacing = realtime_pacing
         self.script = ScriptCursor(scenario)
@@ -220,6 +225,7 @@ class SimulatorServer:
             model=model,
             index=len(self.sessions),
             on_bug=self._record_failure,
+            validate_first=self.validate_first,
         )
         async with self._session_added:
             self.sessions.append(session)
@@ -238,10 +244,17 @@ async def serve_simulator(
     scenario: Scenario,
     realtime_pacing: bool,
     api_key: str | None = None,
+    validate_first: int | None = None,
 ) -> SimulatorServer:
-    """Start a simulator and return it running; `port=0` picks a free port (see `.url`)."""
+    """Start a simulator and return it running; `port=0` picks a free port (see `.url`);
+    `validate_first`: see `SimulatorServer`."""
     server = SimulatorServer(
-        host=host, port=port, scenario=scenario, realtime_pacing=realtime_pacing, api_key=api_key
+        host=host,
+        port=port,
+        scenario=scenario,
+        realtime_pacing=realtime_pacing,
+        api_key=api_key,
+        validate_first=validate_first,
     )
     await server.start()
     return server
