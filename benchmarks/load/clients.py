@@ -11,7 +11,9 @@ stream is closed (the gateway records everything and ends it) and the session en
 Prints `attached` once every session is attached (sending starts at a common instant just
 after), `sending done` when the paced part ends; writes what it recorded as JSON to --out.
 
-python -m benchmarks.load.clients --address HOST:PORT --sessions N --seconds S --out FILE
+python -m benchmarks.load.clients --address HOST:PORT --sessions N --seconds S --out FILE [--light]
+
+`--light`: the same sessions and measurements without the client library (light_clients.py).
 """
 
 from __future__ import annotations
@@ -206,8 +208,15 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--light", action="store_true", help="without the client library")
     a = parser.parse_args()
-    a.out.write_text(json.dumps(asyncio.run(run(a.address, a.sessions, a.seconds))))
+    if a.light:
+        from benchmarks.load import light_clients  # it imports this module
+
+        result = asyncio.run(light_clients.run(a.address, a.sessions, a.seconds))
+    else:
+        result = asyncio.run(run(a.address, a.sessions, a.seconds))
+    a.out.write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ Then the largest N with both p99s ≤ 20 ms and nothing lost. `--quick`: small N
 `--gateway-at REV ...` also runs, for each N and right after this tree's, the gateway as of each
 git revision (from a throwaway worktree; the simulator, clients, worker and Postgres stay this
 tree's), so a change to the gateway is judged by before/after lines measured in one run.
+
+`--light` runs a lighter harness around the same gateway, for a small machine where the default
+simulator and client pool take the cores the gateway needs: the clients without the client
+library (light_clients.py) and the simulator checking only the first few events of each type
+against the SDK's types. The default is the faithful harness.
 """
 
 from __future__ import annotations
@@ -193,11 +198,13 @@ async def one_run(
     postmaster: int,
     profile: Path | None = None,
     gateway_dir: Path | None = None,
+    light: bool = False,
 ) -> Result:
     python = sys.executable
     sim_out, client_out = work / f"sim-{n}.json", work / f"clients-{n}.json"
+    harness = ["--light"] if light else []
     sim = await asyncio.create_subprocess_exec(
-        python, "-m", "benchmarks.load.simulator", "--out", str(sim_out),
+        python, "-m", "benchmarks.load.simulator", "--out", str(sim_out), *harness,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     gateway: asyncio.subprocess.Process | None = None
@@ -217,7 +224,7 @@ async def one_run(
         rss_idle = rss_mb(gateway.pid)
         clients = await asyncio.create_subprocess_exec(
             python, "-m", "benchmarks.load.clients", "--address", address,
-            "--sessions", str(n), "--seconds", str(seconds), "--out", str(client_out),
+            "--sessions", str(n), "--seconds", str(seconds), "--out", str(client_out), *harness,
             env=env, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         await wait_line(clients, "attached", 120)
@@ -440,6 +447,7 @@ async def main(
     *,
     profile: Path | None = None,
     gateway_at: list[str] | None = None,
+    light: bool = False,
 ) -> None:
     with throwaway_settings() as settings, worktrees(gateway_at or []) as gateways:
         temporal_port = free_port()
@@ -460,8 +468,15 @@ async def main(
             # Row-level security shows a login its tenant's rows only; '*' is every tenant's.
             await conn.execute("SELECT set_config('earpiece.tenant_id', '*', false)")
             results: list[Result] = []
+            harness = (
+                "light harness (clients without the client library, simulator validating only"
+                " the first events of each type)"
+                if light
+                else "default harness (client library, fully validating simulator)"
+            )
             print(
-                f"load: {seconds:.0f} s of real-time audio per N, one gateway process", flush=True
+                f"load: {seconds:.0f} s of real-time audio per N, one gateway process; {harness}",
+                flush=True,
             )
             print(HEADER, flush=True)
             try:
@@ -477,6 +492,7 @@ async def main(
                                 postmaster=postmaster_pid(settings.state_dir),
                                 profile=profile if gateway_dir is None else None,
                                 gateway_dir=gateway_dir,
+                                light=light,
                             )
                             r.gateway = label
                             results.append(r)
@@ -525,9 +541,14 @@ def cli(argv: list[str] | None = None) -> None:
         default=[],
         help="also run the gateway as of these git revisions, side by side with this tree's",
     )
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="a lighter simulator and client pool (for small machines); default: the faithful one",
+    )
     a = parser.parse_args(argv)
     ns = a.sessions or ([5, 10] if a.quick else [10, 15, 20, 25, 50, 100])
     seconds = a.seconds or (10.0 if a.quick else 30.0)
     if a.profile:
         a.profile.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(ns, seconds, profile=a.profile, gateway_at=a.gateway_at))
+    asyncio.run(main(ns, seconds, profile=a.profile, gateway_at=a.gateway_at, light=a.light))

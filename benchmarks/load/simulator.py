@@ -3,9 +3,13 @@ task that drains each connection's wire record (it keeps every message it sent a
 with its `time.monotonic()`) into frame timestamps:
 - inbound: frame id (from the audio samples) → when the simulator received its append;
 - outbound: response id → when each `response.output_audio.delta` was sent, in order.
-On SIGTERM it writes them as JSON to --out. The simulator itself is not changed.
+On SIGTERM it writes them as JSON to --out. The simulator's behaviour is not changed.
 
-python -m benchmarks.load.simulator --out FILE   (prints its URL on the first line)
+`--light`: the simulator checks only the first few events of each type per connection against
+the SDK's types (`validate_first`), not every audio frame each way; the conversation it plays
+is the same.
+
+python -m benchmarks.load.simulator --out FILE [--light]   (prints its URL on the first line)
 """
 
 from __future__ import annotations
@@ -57,9 +61,16 @@ class Recorder:
                         self.outbound.setdefault(m.group(1), []).append(r.monotonic_s)
 
 
-async def run() -> dict[str, Any]:
+LIGHT_VALIDATE_FIRST = 3
+
+
+async def run(*, light: bool = False) -> dict[str, Any]:
     server = await serve_simulator(
-        host="127.0.0.1", port=0, scenario=scenario(), realtime_pacing=True
+        host="127.0.0.1",
+        port=0,
+        scenario=scenario(),
+        realtime_pacing=True,
+        validate_first=LIGHT_VALIDATE_FIRST if light else None,
     )
     print(server.url, flush=True)
     stop = asyncio.Event()
@@ -84,8 +95,9 @@ async def run() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="benchmarks.load.simulator")
     parser.add_argument("--out", type=Path, required=True)
-    out: Path = parser.parse_args().out
-    out.write_text(json.dumps(asyncio.run(run())))
+    parser.add_argument("--light", action="store_true", help="validate only the first events")
+    a = parser.parse_args()
+    a.out.write_text(json.dumps(asyncio.run(run(light=a.light))))
 
 
 if __name__ == "__main__":
