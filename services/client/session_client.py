@@ -17,6 +17,7 @@ async with EarpieceClient.connect("127.0.0.1:50051") as client:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -38,6 +39,8 @@ DEV_KEY_FILE = "dev-key"
 
 SAMPLE_RATE = 24_000
 BYTES_PER_MS = SAMPLE_RATE * 2 // 1000  # PCM16 mono
+# The gateway takes at most 32 KiB of audio per message (682 ms); batches stay well inside it.
+MAX_BATCH_MS = 500
 
 
 def read_wav_frames(path: str | Path, *, frame_ms: int = 20) -> Iterator[bytes]:
@@ -61,12 +64,13 @@ def _now() -> Timestamp:
 class SessionStream:
     """One Connect stream, attached to a session."""
 
-    def __init__(self, call: Any, session_id: str) -> None:
+    def __init__(self, call: Any, session_id: str, *, batch_ms: int = 0) -> None:
+        self._batch_bytes = self.batch_bytes(batch_ms=batch_ms)
         self._call = call
         self.session_id = session_id
         self.attached: session_pb2.Attached | None = None
         # gRPC allows one write in flight per call; a backend sends audio from one task and
-        # playback reports from another, so writes queue here instead of failing.
+        # playback reports from another, so writes queue here (in call order) instead of failing.
         self._write_lock = asyncio.Lock()
         # What a re-attach needs: the highest seq seen, the durable watermark, and the messages
         # sent that are not yet durable (by client event id, in the order sent).
@@ -74,9 +78,24 @@ class SessionStream:
         self.durable_seq = 0
         self.pending: dict[str, session_pb2.ClientMessage] = {}
         self._acked: dict[str, int] = {}
+        # Audio batching (opt-in): small microphone frames wait here until `batch_ms` of audio
+        # is in, then go as one message with one client event id, chosen when the batch began.
+        self._batch = bytearray()
+        self._batch_id = ""
+        self._batch_sent_at = Timestamp()
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def batch_bytes(*, batch_ms: int) -> int:
+        """The bytes in a batch of `batch_ms`; a ValueError for a batch the gateway would refuse."""
+        if not 0 <= batch_ms <= MAX_BATCH_MS:
+            raise ValueError(f"batch_ms must be 0 (off) to {MAX_BATCH_MS}, got {batch_ms}")
+        return batch_ms * BYTES_PER_MS
 
     async def send(self, message: session_pb2.ClientMessage) -> str:
-        """Sends one message; safe to call from several tasks at once (writes are serialised).
+        """Sends one message; safe to call from several tasks at once (writes are serialised,
+        in the order of the calls). Audio waiting in a batch goes first, so order is kept.
         Every message but audio is kept until it is durable, to be resent after a re-attach
         (audio is not: speech resent late would be heard as new)."""
         if not message.client_event_id:
@@ -85,9 +104,15 @@ class SessionStream:
             message.sent_at.CopyFrom(_now())
         if message.WhichOneof("body") not in ("audio", "attach"):
             self.pending[message.client_event_id] = message
-        async with self._write_lock:
-            await self._call.write(message)
+        await self._write([*self._take_batch(), message])
         return message.client_event_id
+
+    async def _write(self, messages: list[session_pb2.ClientMessage]) -> None:
+        # Messages are taken from the batch before this await and asyncio.Lock wakes waiters
+        # first come, first served, so the wire order is the order of the calls.
+        async with self._write_lock:
+            for message in messages:
+                await self._call.write(message)
 
     def _track(self, message: session_pb2.ServerMessage) -> None:
         self.last_seen_seq = max(self.last_seen_seq, message.seq)
@@ -103,16 +128,87 @@ class SessionStream:
                 self.pending.pop(cid, None)
 
     async def send_audio(self, pcm16: bytes, *, client_event_id: str = "") -> str:
-        return await self.send(
-            session_pb2.ClientMessage(
-                client_event_id=client_event_id, audio=session_pb2.AudioFrame(pcm16=pcm16)
+        """Sends a microphone frame; returns the client event id of the message carrying it
+        (with batching: the batch it starts in, which may not have been sent yet)."""
+        if not self._batch_bytes:
+            return await self.send(
+                session_pb2.ClientMessage(
+                    client_event_id=client_event_id, audio=session_pb2.AudioFrame(pcm16=pcm16)
+                )
             )
+        if client_event_id:
+            raise ValueError("with batch_ms, a batch's client event id is the library's to pick")
+        if not self._batch:
+            self._begin_batch()
+        carried_by = self._batch_id
+        self._batch += pcm16
+        full: list[session_pb2.ClientMessage] = []
+        while len(self._batch) >= self._batch_bytes:
+            full.append(self._batch_message(bytes(self._batch[: self._batch_bytes])))
+            del self._batch[: self._batch_bytes]
+            if self._batch:
+                self._begin_batch()
+        if not self._batch:
+            self._disarm()
+        if full:
+            await self._write(full)
+        return carried_by
+
+    async def flush_audio(self) -> None:
+        """Sends the audio waiting in a batch now (batch_ms): when the microphone stops.
+        `stream_audio`, every non-audio message and `close` do this by themselves."""
+        if batch := self._take_batch():
+            await self._write(batch)
+
+    def _begin_batch(self) -> None:
+        self._batch_id = uuid.uuid4().hex
+        self._batch_sent_at = _now()
+        self._disarm()
+        # A batch not filled within batch_ms of its first frame (the microphone stopped or
+        # stalled) goes as it is: batching never holds audio back longer than that.
+        loop = asyncio.get_running_loop()
+        self._batch_timer = loop.call_later(self._batch_bytes / BYTES_PER_MS / 1000, self._due)
+
+    def _disarm(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+
+    def _due(self) -> None:
+        self._batch_timer = None
+        task = asyncio.get_running_loop().create_task(self._flush_quietly())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_quietly(self) -> None:
+        # A failure means the stream has ended: its reader gets the status, the next send the
+        # error; a timer has nobody to tell.
+        with contextlib.suppress(
+            grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError
+        ):
+            await self.flush_audio()
+
+    def _batch_message(self, pcm16: bytes) -> session_pb2.ClientMessage:
+        return session_pb2.ClientMessage(
+            client_event_id=self._batch_id,
+            sent_at=self._batch_sent_at,  # the producer time of the batch's first frame
+            audio=session_pb2.AudioFrame(pcm16=pcm16),
         )
+
+    def _take_batch(self) -> list[session_pb2.ClientMessage]:
+        """The audio waiting in a batch, as its message (none if nothing waits)."""
+        if not self._batch:
+            return []
+        message = self._batch_message(bytes(self._batch))
+        self._batch.clear()
+        self._disarm()
+        return [message]
 
     async def stream_audio(
         self, frames: Iterable[bytes] | AsyncIterable[bytes], *, realtime: bool = True
     ) -> int:
-        """Sends frames in order, paced at real time unless `realtime` is False; returns bytes."""
+        """Sends frames in order, paced at real time unless `realtime` is False; returns bytes.
+        A batch's remainder is sent when the frames run out."""
         sent = 0
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -131,6 +227,7 @@ class SessionStream:
             if realtime:
                 due = start + sent / BYTES_PER_MS / 1000
                 await asyncio.sleep(max(0.0, due - loop.time()))
+        await self.flush_audio()
         return sent
 
     async def stream_wav(self, path: str | Path, *, realtime: bool = True) -> int:
@@ -177,14 +274,17 @@ class SessionStream:
             yield message
 
     async def done_writing(self) -> None:
-        await self._call.done_writing()
+        """Half-closes the stream after what is batched or queued to be written."""
+        await self.flush_audio()
+        async with self._write_lock:  # behind a timer's flush that is waiting for its turn
+            await self._call.done_writing()
 
     async def close(self, *, wait_s: float = 10.0) -> list[session_pb2.ServerMessage]:
         """Half-closes the stream and waits until the server has recorded everything and ended
         it; returns the messages that were still in flight."""
         if self._call.done():
             return []
-        await self._call.done_writing()
+        await self.done_writing()
         rest: list[session_pb2.ServerMessage] = []
         try:
             async with asyncio.timeout(wait_s):
@@ -194,6 +294,7 @@ class SessionStream:
         return rest
 
     def cancel(self) -> None:
+        self._disarm()
         self._call.cancel()
 
 
@@ -353,15 +454,22 @@ class EarpieceClient:
 
     @asynccontextmanager
     async def attach(
-        self, session_id: str, *, resume: SessionStream | None = None
+        self, session_id: str, *, resume: SessionStream | None = None, batch_ms: int = 0
     ) -> AsyncIterator[SessionStream]:
         """Opens Connect and attaches; raises grpc.aio.AioRpcError if the server refuses.
 
         `resume`: the stream this one replaces (it broke, or its gateway died). The attach says
         which seqs the client has seen, and what was sent on it but is not yet durable is sent
-        again with the same client event ids, so the session records it exactly once."""
+        again with the same client event ids, so the session records it exactly once.
+
+        `batch_ms` (0: off; up to 500): microphone frames smaller than this are joined into
+        messages of `batch_ms` each, one client event id apiece, so a device's 10 ms frames do
+        not each cost a gRPC message, a log event and a model append. What is left goes
+        when `batch_ms` has passed since the batch's first frame, or before any other message,
+        or when `stream_audio` ends or the stream closes (`flush_audio` sends it at once)."""
+        SessionStream.batch_bytes(batch_ms=batch_ms)  # a bad value is refused before the call
         call = self.sessions.Connect()  # type: ignore[call-arg]  # stubs predate aio streams
-        stream = SessionStream(call, session_id)
+        stream = SessionStream(call, session_id, batch_ms=batch_ms)
         attach = session_pb2.Attach(
             session_id=session_id, last_seen_seq=resume.last_seen_seq if resume else 0
         )
@@ -379,7 +487,7 @@ class EarpieceClient:
             yield stream
             await stream.close()
         finally:
-            call.cancel()
+            stream.cancel()
 
     async def end_session(self, session_id: str, *, reason: str = "") -> session_pb2.Session:
         response = await self.sessions.EndSession(

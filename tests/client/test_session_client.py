@@ -4,6 +4,8 @@ simulator over a WebSocket, embedded Postgres and the Temporal dev server.
 - Many tasks writing to one stream at once (gRPC allows one write in flight per call; two at
   once used to end the stream with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS): every message must be
   acknowledged once and recorded once, and the stream must stay up.
+- `batch_ms`: small microphone frames reach the log as fewer, larger `client.audio` events with
+  exactly the same bytes, in order with the other messages.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import grpc
 import pytest
 
 from services.api.earpiece.v1 import session_pb2
-from services.client import EarpieceClient
+from services.client import EarpieceClient, SessionStream
 from services.store.event_store import EventStore
 from services.store.events import StoredEvent
 from tests.gateway.live_helpers import GatewayFor, simulator
@@ -135,3 +137,61 @@ async def test_concurrent_senders_are_each_recorded_once_and_the_stream_stays_up
     assert recorded["client.screen_state"] == Counter(sent["screen"])
     assert len(sent["audio"]) == len(set(sent["audio"])) == 400
     assert await store.read_audio_bytes(session_id, stream="input") == b"".join(frames)
+
+
+async def test_batch_ms_joins_small_frames_and_keeps_every_byte_in_order(
+    client: EarpieceClient, store: EventStore
+) -> None:
+    session_id = await start(client)
+    batch = 100 * FRAME_10MS // 10  # bytes in 100 ms
+    before = [quiet_frame(i, FRAME_10MS) for i in range(95)]  # 950 ms in 10 ms frames
+    after = [quiet_frame(i, FRAME_10MS) for i in range(95, 120)]
+    async with client.attach(session_id, batch_ms=100) as stream:
+        with pytest.raises(ValueError):
+            await stream.send_audio(before[0], client_event_id="mine")
+        ids = [await stream.send_audio(frame) for frame in before]
+        # A non-audio message sends the batch's remainder first, so the log keeps the order.
+        text_id = await stream.send_text("where is the export button?")
+        # The rest through stream_audio, whose end flushes the remainder.
+        await stream.stream_audio(after, realtime=False)
+        assert not stream._batch
+
+    await client.end_session(session_id)
+    events = await logged(store, session_id)
+    audio = [e for e in events if e.kind == "client.audio"]
+    assert await store.read_audio_bytes(session_id, stream="input") == b"".join(before + after)
+    # Fewer, larger events: each a whole number of 10 ms frames, at most 100 ms.
+    assert len(audio) < (len(before) + len(after)) / 2
+    assert all(e.audio and e.audio.length % FRAME_10MS == 0 for e in audio)
+    assert all(e.audio and e.audio.length <= batch for e in audio)
+    # One client event id per message; those before the text are the ones send_audio returned.
+    assert len({e.client_event_id for e in audio}) == len(audio)
+    text_seq = next(e.seq for e in events if e.client_event_id == text_id)
+    assert {e.client_event_id for e in audio if e.seq < text_seq} == set(ids)
+    # The text sits after exactly the audio sent before it.
+    sizes_before = sum(e.audio.length for e in audio if e.audio and e.seq < text_seq)
+    assert sizes_before == len(b"".join(before))
+
+
+async def test_a_batch_the_microphone_stops_filling_is_sent_by_itself(
+    client: EarpieceClient, store: EventStore
+) -> None:
+    session_id = await start(client)
+    frames = [quiet_frame(i, FRAME_10MS) for i in range(3)]
+    async with client.attach(session_id, batch_ms=100) as stream:
+        for frame in frames:
+            await stream.send_audio(frame)
+        # Nothing else is sent: the batch goes when its time is up, with no close to push it.
+        async with asyncio.timeout(30):  # a bound on a hang, not a measurement
+            while not [e for e in await logged(store, session_id) if e.kind == "client.audio"]:
+                await asyncio.sleep(0.05)
+    audio = [e for e in await logged(store, session_id) if e.kind == "client.audio"]
+    assert [e.audio.length for e in audio if e.audio] == [3 * FRAME_10MS]
+    assert await store.read_audio_bytes(session_id, stream="input") == b"".join(frames)
+    await client.end_session(session_id)
+
+
+def test_a_batch_the_gateway_would_refuse_is_refused_here() -> None:
+    with pytest.raises(ValueError):
+        SessionStream.batch_bytes(batch_ms=1000)
+    assert SessionStream.batch_bytes(batch_ms=20) == 960
