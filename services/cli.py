@@ -22,7 +22,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from services.runtime import loop as event_loop
 from services.runtime.config import ConfigError, Settings
 
 log = logging.getLogger("earpiece")
@@ -164,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if hasattr(args, "run"):
-            return event_loop.run(args.run(Settings.from_env(), args))
+            return asyncio.run(args.run(Settings.from_env(), args))
         result: int = args.func(args)
         return result
     except ConfigError as exc:
