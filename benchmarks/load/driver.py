@@ -519,6 +519,27 @@ async def main(
                 else f" (≈{100 / max(r.cpu_pct_session, 1e-9):.0f} sessions per core)"
             )
         )
+    print_cost_fit([r for r in results if r.gateway == "this tree"], cores=cores)
+
+
+def print_cost_fit(results: list[Result], *, cores: int) -> None:
+    """Gateway CPU = fixed + per-session x N, least squares over the runs whose machine was not
+    saturated: the per-process part (Temporal worker polling, the gRPC poller, timers) and the
+    marginal cost of one more session, which is what sizes a cluster."""
+    points = [(r.n, r.gateway_cpu_pct) for r in results if r.machine_cpu_pct <= 0.9 * 100 * cores]
+    if len({n for n, _ in points}) < 2:
+        return
+    mean_n = sum(n for n, _ in points) / len(points)
+    mean_c = sum(c for _, c in points) / len(points)
+    slope = sum((n - mean_n) * (c - mean_c) for n, c in points) / sum(
+        (n - mean_n) ** 2 for n, _ in points
+    )
+    fixed = mean_c - slope * mean_n
+    fits = f"≈{(100 - fixed) / slope:.0f} sessions fill one core" if slope > 0 else ""
+    print(
+        f"  gateway CPU ≈ {fixed:.0f}% of a core fixed + {slope:.2f}% per session"
+        f" (fit over N = {', '.join(str(n) for n, _ in points)}); {fits}"
+    )
 
 
 def cli(argv: list[str] | None = None) -> None:
