@@ -30,6 +30,7 @@ from benchmarks.bench_store import database
 from services.replay.access import local_caller
 from services.replay.service import ReplayReader
 from services.store import EventStore
+from services.store.flusher import CHUNK_COLUMNS, EVENT_COLUMNS
 from services.store.migrations import apply_migrations
 
 HOUR_S = 3600
@@ -216,21 +217,7 @@ def hour_of_events(session_id: str, *, seconds: int = HOUR_S) -> tuple[list[tupl
     return events, chunks
 
 
-COLUMNS = (
-    "session_id",
-    "seq",
-    "event_id",
-    "kind",
-    "source",
-    "producer_time",
-    "receive_time",
-    "client_event_id",
-    "audio_stream",
-    "audio_offset",
-    "audio_length",
-    "payload",
-)
-CHUNK_COLUMNS = ("session_id", "stream", "start_offset", "data", "frame_offsets", "frame_times")
+COLUMNS = EVENT_COLUMNS  # the store's own columns, in its order
 
 
 async def raw_read(pool: asyncpg.Pool, session_id: str) -> tuple[float, int]:

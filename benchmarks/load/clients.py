@@ -23,6 +23,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,42 +165,54 @@ async def run_session(
         attached.arrive()  # a session that failed before attaching does not hold the others
 
 
-async def run(address: str, sessions: int, seconds: float) -> dict[str, Any]:
-    total_frames = int(seconds / FRAME_S)
-    pool = [Session(i) for i in range(sessions)]
-    attached = Countdown(sessions)
-    loop = asyncio.get_running_loop()
-    go: asyncio.Future[float] = loop.create_future()
-    channels = [
-        EarpieceClient.connect(address)
-        for _ in range((sessions + SESSIONS_PER_CHANNEL - 1) // SESSIONS_PER_CHANNEL)
-    ]
-    apis = [await c.__aenter__() for c in channels]
-    try:
-        tasks = []
-        for s in pool:
-            api = apis[s.index // SESSIONS_PER_CHANNEL]
-            tasks.append(
-                asyncio.create_task(
-                    run_session(api, s, mic_schedule(s.index, total_frames), attached, go)
-                )
-            )
-            await asyncio.sleep(0.02)  # sessions start over a short ramp, not all at once
-        async with asyncio.timeout(60):
-            await attached.wait()
-        print("attached", flush=True)
-        go.set_result(loop.time() + 0.5)
-        await asyncio.sleep(0.5 + seconds)
-        print("sending done", flush=True)
-        await asyncio.wait(tasks, timeout=60)
-    finally:
-        for c in channels:
-            await c.__aexit__(None, None, None)
+async def pace_pool(
+    pool: Sequence[Session],
+    run_one: Callable[[Session], Coroutine[Any, Any, None]],
+    *,
+    attached: Countdown,
+    go: asyncio.Future[float],
+    seconds: float,
+) -> dict[str, Any]:
+    """Starts every session over a short ramp, sends them off together once all are attached,
+    waits out the paced part and the endings, and reports (both harnesses' common part)."""
+    tasks = []
+    for s in pool:
+        tasks.append(asyncio.create_task(run_one(s)))
+        await asyncio.sleep(0.02)  # sessions start over a short ramp, not all at once
+    async with asyncio.timeout(60):
+        await attached.wait()
+    print("attached", flush=True)
+    go.set_result(asyncio.get_running_loop().time() + 0.5)
+    await asyncio.sleep(0.5 + seconds)
+    print("sending done", flush=True)
+    await asyncio.wait(tasks, timeout=60)
     lags = sorted(x for s in pool for x in s.lag)
     return {
         "sessions": [s.report() for s in pool],
         "send_lag_p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
     }
+
+
+async def run(address: str, sessions: int, seconds: float) -> dict[str, Any]:
+    total_frames = int(seconds / FRAME_S)
+    pool = [Session(i) for i in range(sessions)]
+    attached = Countdown(sessions)
+    go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    channels = [
+        EarpieceClient.connect(address)
+        for _ in range((sessions + SESSIONS_PER_CHANNEL - 1) // SESSIONS_PER_CHANNEL)
+    ]
+    apis = [await c.__aenter__() for c in channels]
+
+    async def run_one(s: Session) -> None:
+        api = apis[s.index // SESSIONS_PER_CHANNEL]
+        await run_session(api, s, mic_schedule(s.index, total_frames), attached, go)
+
+    try:
+        return await pace_pool(pool, run_one, attached=attached, go=go, seconds=seconds)
+    finally:
+        for c in channels:
+            await c.__aexit__(None, None, None)
 
 
 def main() -> None:

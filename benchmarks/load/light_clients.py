@@ -32,6 +32,7 @@ from benchmarks.load.clients import (
     Countdown,
     Session,
     mic_schedule,
+    pace_pool,
 )
 from benchmarks.load.frames import ID_SAMPLES, frame_id, id_head
 from services.api.earpiece.v1 import session_pb2 as pb
@@ -193,36 +194,23 @@ async def run(address: str, sessions: int, seconds: float) -> dict[str, Any]:
     total_frames = int(seconds / FRAME_S)
     pool = [LightSession(i) for i in range(sessions)]
     attached = Countdown(sessions)
-    loop = asyncio.get_running_loop()
-    go: asyncio.Future[float] = loop.create_future()
+    go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     metadata = (("authorization", f"Bearer {default_api_key() or ''}"),)
     channels = [
         grpc.aio.insecure_channel(address)
         for _ in range((sessions + SESSIONS_PER_CHANNEL - 1) // SESSIONS_PER_CHANNEL)
     ]
+    # The id samples are stamped per send; the rest of each distinct frame is cut once.
+    cut = {id(f): f[2 * ID_SAMPLES :] for f in [*SPEECH, QUIET]}
+
+    async def run_one(s: Session) -> None:
+        assert isinstance(s, LightSession)
+        tails = [cut[id(f)] for f in mic_schedule(s.index, total_frames)]
+        channel = channels[s.index // SESSIONS_PER_CHANNEL]
+        await run_session(channel, metadata, s, tails, attached, go)
+
     try:
-        # The id samples are stamped per send; the rest of each distinct frame is cut once.
-        cut = {id(f): f[2 * ID_SAMPLES :] for f in [*SPEECH, QUIET]}
-        tasks = []
-        for s in pool:
-            tails = [cut[id(f)] for f in mic_schedule(s.index, total_frames)]
-            channel = channels[s.index // SESSIONS_PER_CHANNEL]
-            tasks.append(
-                asyncio.create_task(run_session(channel, metadata, s, tails, attached, go))
-            )
-            await asyncio.sleep(0.02)  # sessions start over a short ramp, not all at once
-        async with asyncio.timeout(60):
-            await attached.wait()
-        print("attached", flush=True)
-        go.set_result(loop.time() + 0.5)
-        await asyncio.sleep(0.5 + seconds)
-        print("sending done", flush=True)
-        await asyncio.wait(tasks, timeout=60)
+        return await pace_pool(pool, run_one, attached=attached, go=go, seconds=seconds)
     finally:
         for c in channels:
             await c.close(None)
-    lags = sorted(x for s in pool for x in s.lag)
-    return {
-        "sessions": [s.report() for s in pool],
-        "send_lag_p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
-    }

@@ -65,11 +65,12 @@ class ForwardedFrame(NamedTuple):
 
 def forwarded_frames(payload: dict[str, Any]) -> list[ForwardedFrame]:
     """The appends one FORWARDED_KIND row records, in wire order (what replay expands)."""
+    cut = len(FORWARDED_ID_PREFIX)
     return [
-        ForwardedFrame(event_id, seq, sent)
-        for event_id, seq, sent in zip(
-            payload["event_ids"], payload["event_seqs"], payload["sent_at_us"], strict=True
+        ForwardedFrame(
+            event_id, int(event_id[cut:]) if event_id[:cut] == FORWARDED_ID_PREFIX else None, sent
         )
+        for event_id, sent in zip(payload["event_ids"], payload["sent_at_us"], strict=True)
     ]
 
 
@@ -331,9 +332,9 @@ class ModelPump:
         self.writer.append(kind=f"model.client.{event_type}", source="gateway", payload=text)
 
     def _record_run(self) -> None:
-        """One row for the frames sent since the last: `event_ids` in wire order, the
-        `event_seqs` of the `client.audio` events holding their audio, and `sent_at_us` (Unix
-        microseconds, just before each went on the wire)."""
+        """One row for the frames sent since the last: `event_ids` in wire order (each names
+        the `client.audio` event holding its audio, see FORWARDED_ID_PREFIX) and `sent_at_us`
+        (Unix microseconds, just before each went on the wire); `forwarded_frames` reads it."""
         if self._run_timer is not None:
             self._run_timer.cancel()
             self._run_timer = None
@@ -341,7 +342,6 @@ class ModelPump:
             return
         ids, sent = self._run_ids, self._run_sent_us
         self._run_ids, self._run_sent_us = [], []
-        cut = len(FORWARDED_ID_PREFIX)
         with contextlib.suppress(StoreError):  # a stopped writer: the session is ending anyway
             self.writer.append(
                 kind=FORWARDED_KIND,
@@ -349,9 +349,6 @@ class ModelPump:
                 payload={
                     "type": "input_audio_buffer.append",
                     "event_ids": ids,
-                    "event_seqs": [
-                        int(i[cut:]) if i.startswith(FORWARDED_ID_PREFIX) else None for i in ids
-                    ],
                     "sent_at_us": sent,
                 },
             )

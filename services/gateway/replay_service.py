@@ -14,7 +14,6 @@ from services.gateway.convert import event_pages
 from services.gateway.errors import abort_invalid
 from services.replay.rpcs import ReplayRpcs
 from services.store.event_store import EventStore
-from services.store.reader import read_api_rows
 
 
 class ReplayService(ReplayRpcs, replay_pb2_grpc.ReplayServiceServicer):
@@ -37,11 +36,8 @@ class ReplayService(ReplayRpcs, replay_pb2_grpc.ReplayServiceServicer):
         )
         # Pages of events, not a message per event: gRPC's per-message cost in Python is
         # larger than an event's (issue 14). The limit goes to the query, never read past.
-        async for rows in read_api_rows(
-            self.store.pool,
-            request.session_id,
-            after_seq=request.after_seq,
-            limit=request.limit,
+        async for rows in self.store.read_event_rows(
+            request.session_id, after_seq=request.after_seq, limit=request.limit
         ):
             for page in event_pages(request.session_id, rows):
                 yield page

@@ -193,10 +193,12 @@ class Flusher:
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(errors[0])))
-            # A refused COPY (a key, the data) rolled back whole: requeued as certainly not
-            # written, and each writer flushes alone so the one at fault is found. A transient
-            # failure may have committed: requeued in doubt.
-            refused = [e for e in errors if not transient(e)]
+            # A refused COPY (a key, the data) rolled back whole: its part is requeued as
+            # certainly not written, and each writer in it flushes alone so the one at fault is
+            # found. A transient failure may have committed: its part is requeued in doubt. The
+            # two COPYs fail or not each on its own, so each part is judged by its own error.
+            events_refused = isinstance(events_error, BaseException) and not transient(events_error)
+            chunks_refused = isinstance(chunks_error, BaseException) and not transient(chunks_error)
             retry_alone: list[SessionWriter] = []
             for writer, queued, sealed in batch:
                 failed_events = queued if isinstance(events_error, BaseException) else []
@@ -206,12 +208,13 @@ class Flusher:
                 if not failed_events and not failed_chunks:
                     writer._flush_succeeded()
                     continue
-                writer._requeue(failed_events, failed_chunks, doubt=not refused)
-                if refused:
+                writer._requeue(failed_events, [], doubt=not events_refused)
+                writer._requeue([], failed_chunks, doubt=not chunks_refused)
+                if (failed_events and events_refused) or (failed_chunks and chunks_refused):
                     retry_alone.append(writer)
                 else:
                     writer._flush_failed(errors[0])
-            return retry_alone, bool(errors) and not refused
+            return retry_alone, any(transient(e) for e in errors)
 
     async def _flush_alone(self, writer: SessionWriter) -> bool:
         """Flushes one writer (its lock held); True if it failed transiently."""
