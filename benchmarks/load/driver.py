@@ -145,13 +145,14 @@ class Result:
     send_lag_p99_ms: float
     first_error: str
     gateway: str = "this tree"
+    logged: bool = True  # False for the bare relay, which keeps no log
 
     def holds(self) -> bool:
         return (
             self.failed == 0
             and self.in_lost == 0
             and self.out_lost == 0
-            and self.complete == self.n
+            and (self.complete == self.n or not self.logged)
             and bool(self.inbound)
             and pct(self.inbound, 0.99) <= GOAL_P99_MS
             and bool(self.outbound)
@@ -199,6 +200,7 @@ async def one_run(
     profile: Path | None = None,
     gateway_dir: Path | None = None,
     light: bool = False,
+    relay: bool = False,
 ) -> Result:
     python = sys.executable
     sim_out, client_out = work / f"sim-{n}.json", work / f"clients-{n}.json"
@@ -215,9 +217,9 @@ async def one_run(
         gw_env = {**env, "EARPIECE_SIMULATOR_URL": sim_url, "EARPIECE_GRPC_ADDRESS": address}
         if gateway_dir is not None:  # `-m` puts the cwd first: that revision's code is run
             gw_env["PYTHONPATH"] = str(gateway_dir)
+        serve = ["benchmarks.load.bare_relay"] if relay else ["services.cli", "gateway"]
         gateway = await asyncio.create_subprocess_exec(
-            python, "-m", "services.cli", "gateway", env=gw_env, stdout=asyncio.subprocess.PIPE,
-            cwd=gateway_dir,
+            python, "-m", *serve, env=gw_env, stdout=asyncio.subprocess.PIPE, cwd=gateway_dir,
         )  # fmt: skip
         await wait_line(gateway, "gateway listening", 60)
         await asyncio.sleep(1.0)
@@ -266,7 +268,8 @@ async def one_run(
         rss=(rss_busy - rss_idle) / n,
         xact=(xact1 - xact0) / elapsed,
         mb_hour=(size1 - size0) / 1e6 / n / (elapsed / 3600),
-        complete=await complete_logs(conn, json.loads(client_out.read_text())),
+        complete=0 if relay else await complete_logs(conn, json.loads(client_out.read_text())),
+        logged=not relay,
     )
 
 
@@ -329,6 +332,7 @@ def analyse(
     xact: float,
     mb_hour: float,
     complete: int,
+    logged: bool = True,
 ) -> Result:
     received = {int(k): float(v) for k, v in sims["inbound"]}
     inbound: list[float] = []
@@ -377,6 +381,7 @@ def analyse(
         failed=sum(bool(s["errors"]) for s in pool["sessions"]),
         send_lag_p99_ms=float(pool["send_lag_p99_ms"]),
         first_error=next((e for s in pool["sessions"] for e in s["errors"]), ""),
+        logged=logged,
     )
 
 
@@ -387,12 +392,14 @@ def q(values: list[float]) -> str:
 
 
 def print_result(r: Result) -> None:
+    complete = f"{r.complete}/{r.n}" if r.logged else "no log"
     if r.gateway != "this tree":
-        print(f"     gateway as of {r.gateway}:", flush=True)
+        name = r.gateway if r.gateway == RELAY else f"gateway as of {r.gateway}"
+        print(f"     {name}:", flush=True)
     print(
         f"{r.n:>4} {q(r.inbound)} {q(r.outbound)} {r.in_lost:>5}/{r.in_late:<5}"
         f" {r.out_lost:>5}/{r.out_late:<5} {r.cpu_pct_session:6.2f} {r.rss_mb_session:7.2f}"
-        f" {r.xact_per_s:7.0f} {r.mb_per_session_hour:7.0f}  {r.complete:>3}/{r.n:<3}"
+        f" {r.xact_per_s:7.0f} {r.mb_per_session_hour:7.0f}  {complete:>7}"
         f" {'yes' if r.holds() else 'no':>5}",
         flush=True,
     )
@@ -408,6 +415,8 @@ def print_result(r: Result) -> None:
     if r.first_error:
         print(f"     first failure: {r.first_error[:300]}", flush=True)
 
+
+RELAY = "bare relay (floor): grpc.aio + websockets, nothing recorded"
 
 HEADER = (
     "   N  inbound ms p50/p99/p99.9  outbound ms p50/p99/p99.9  in lost/late out lost/late"
@@ -448,6 +457,7 @@ async def main(
     profile: Path | None = None,
     gateway_at: list[str] | None = None,
     light: bool = False,
+    floor: bool = False,
 ) -> None:
     with throwaway_settings() as settings, worktrees(gateway_at or []) as gateways:
         temporal_port = free_port()
@@ -482,7 +492,12 @@ async def main(
             try:
                 with tempfile.TemporaryDirectory(prefix="earpiece-load-") as work:
                     for n in ns:
-                        for label, gateway_dir in gateways:
+                        runs: list[tuple[str, Path | None, bool]] = [
+                            (label, tree, False) for label, tree in gateways
+                        ]
+                        if floor:
+                            runs.append((RELAY, None, True))
+                        for label, gateway_dir, relay in runs:
                             r = await one_run(
                                 n,
                                 seconds,
@@ -493,6 +508,7 @@ async def main(
                                 profile=profile if gateway_dir is None else None,
                                 gateway_dir=gateway_dir,
                                 light=light,
+                                relay=relay,
                             )
                             r.gateway = label
                             results.append(r)
@@ -520,6 +536,21 @@ async def main(
             )
         )
     print_cost_fit([r for r in results if r.gateway == "this tree"], cores=cores)
+    print_floor(results)
+
+
+def print_floor(results: list[Result]) -> None:
+    """The gateway's CPU per session beside the bare relay's at the same N (same run)."""
+    floors = {r.n: r for r in results if r.gateway == RELAY}
+    for r in results:
+        f = floors.get(r.n)
+        if r.gateway != "this tree" or f is None:
+            continue
+        print(
+            f"  N={r.n}: bare relay {f.cpu_pct_session:.2f}% per session (p99 in/out"
+            f" {pct(f.inbound, 0.99):.1f}/{pct(f.outbound, 0.99):.1f} ms); the gateway costs"
+            f" {r.cpu_pct_session / max(f.cpu_pct_session, 1e-9):.2f} times the floor"
+        )
 
 
 def print_cost_fit(results: list[Result], *, cores: int) -> None:
@@ -563,6 +594,12 @@ def cli(argv: list[str] | None = None) -> None:
         help="also run the gateway as of these git revisions, side by side with this tree's",
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run a bare relay (benchmarks/load/bare_relay.py) at each N: the CPU the gRPC"
+        " and WebSocket libraries alone take for the same sessions",
+    )
+    parser.add_argument(
         "--light",
         action="store_true",
         help="a lighter simulator and client pool (for small machines); default: the faithful one",
@@ -572,4 +609,13 @@ def cli(argv: list[str] | None = None) -> None:
     seconds = a.seconds or (10.0 if a.quick else 30.0)
     if a.profile:
         a.profile.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(ns, seconds, profile=a.profile, gateway_at=a.gateway_at, light=a.light))
+    asyncio.run(
+        main(
+            ns,
+            seconds,
+            profile=a.profile,
+            gateway_at=a.gateway_at,
+            light=a.light,
+            floor=a.floor,
+        )
+    )
