@@ -7,7 +7,7 @@ import json
 import math
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
@@ -147,7 +147,12 @@ def timestamp_datetime(field: str, value: Timestamp) -> datetime:
         raise InvalidField(field, "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
     if not 0 <= value.nanos <= _MAX_NANOS:
         raise InvalidField(field, "nanos must be between 0 and 999999999")
-    return value.ToDatetime(UTC)
+    # What Timestamp.ToDatetime(UTC) gives (nanos truncated to microseconds), without its
+    # pure-Python conversion: 4% of the gateway's CPU at 50 frames a second per session.
+    return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def sent_at(message: pb.ClientMessage) -> datetime | None:
