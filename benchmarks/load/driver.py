@@ -36,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,8 @@ class Result:
     failed: int
     send_lag_p99_ms: float
     first_error: str
+    actions_per_hour: dict[str, float] | None = None  # Temporal's billable actions, by type
+    actions_fixed: float = 0.0  # per session, outside the paced part: start, attach, end
     gateway: str = "this tree"
     logged: bool = True  # False for the bare relay, which keeps no log
 
@@ -201,6 +205,7 @@ async def one_run(
     gateway_dir: Path | None = None,
     light: bool = False,
     relay: bool = False,
+    actions: Callable[[], Counter[str]] | None = None,
 ) -> Result:
     python = sys.executable
     sim_out, client_out = work / f"sim-{n}.json", work / f"clients-{n}.json"
@@ -224,6 +229,7 @@ async def one_run(
         await wait_line(gateway, "gateway listening", 60)
         await asyncio.sleep(1.0)
         rss_idle = rss_mb(gateway.pid)
+        acts = [actions() if actions else Counter[str]()]
         clients = await asyncio.create_subprocess_exec(
             python, "-m", "benchmarks.load.clients", "--address", address,
             "--sessions", str(n), "--seconds", str(seconds), "--out", str(client_out), *harness,
@@ -237,6 +243,7 @@ async def one_run(
             if profile
             else None
         )
+        acts.append(actions() if actions else Counter())
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         rest0 = others_cpu(postmaster, set(pids.values()))
         busy0, total0 = machine_busy()
@@ -244,6 +251,7 @@ async def one_run(
         t0 = time.monotonic()
         await wait_line(clients, "sending done", seconds + 60)
         elapsed = time.monotonic() - t0
+        acts.append(actions() if actions else Counter())
         cpu = {k: 100 * (cpu_seconds(p) - cpu0[k]) / elapsed for k, p in pids.items()}
         rest1 = others_cpu(postmaster, set(pids.values()))
         cpu.update({k: 100 * (rest1[k] - rest0[k]) / elapsed for k in rest1})
@@ -251,6 +259,8 @@ async def one_run(
         xact1, size1 = await db_stats(conn)
         rss_busy = rss_mb(gateway.pid)
         await asyncio.wait_for(clients.wait(), 120)
+        await asyncio.sleep(2.0)  # the workflows finish ending
+        acts.append(actions() if actions else Counter())
         if profiler is not None and profile is not None:
             await profiler.wait()
             print_profile(profile / f"gateway-{n}.txt", n)
@@ -258,7 +268,7 @@ async def one_run(
         for proc in (clients, gateway, sim):
             if proc is not None:
                 await stop(proc)
-    return analyse(
+    result = analyse(
         n,
         elapsed,
         sims=json.loads(sim_out.read_text()),
@@ -271,6 +281,24 @@ async def one_run(
         complete=0 if relay else await complete_logs(conn, json.loads(client_out.read_text())),
         logged=not relay,
     )
+    if actions is not None:
+        talking = acts[2] - acts[1]
+        result.actions_per_hour = {k: v / n / (elapsed / 3600) for k, v in talking.items()}
+        result.actions_fixed = ((acts[1] - acts[0]).total() + (acts[3] - acts[2]).total()) / n
+    return result
+
+
+def temporal_actions(metrics_port: int, namespace: str) -> Counter[str]:
+    """The dev server's `action` counter (what Temporal Cloud bills) for `namespace`, by type."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("action{") and f'namespace="{namespace}"' in line:
+            labels, _, value = line.rpartition(" ")
+            kind = labels.split('action_type="', 1)[1].split('"', 1)[0]
+            counts[kind.removeprefix("grpc_").removeprefix("command_")] += int(float(value))
+    return counts
 
 
 async def start_profile(pid: int, out: Path, seconds: float) -> asyncio.subprocess.Process:
@@ -412,6 +440,15 @@ def print_result(r: Result) -> None:
         f" {r.failed} session(s) failed)",
         flush=True,
     )
+    if r.actions_per_hour is not None:
+        kinds = sorted(r.actions_per_hour.items(), key=lambda kv: -kv[1])
+        print(
+            f"     (Temporal actions per session: {sum(r.actions_per_hour.values()):,.0f} an hour"
+            " while talking ("
+            + ", ".join(f"{k} {v:,.0f}" for k, v in kinds if v > 0)
+            + f"), plus {r.actions_fixed:.0f} to start, attach and end)",
+            flush=True,
+        )
     if r.first_error:
         print(f"     first failure: {r.first_error[:300]}", flush=True)
 
@@ -460,9 +497,11 @@ async def main(
     floor: bool = False,
 ) -> None:
     with throwaway_settings() as settings, worktrees(gateway_at or []) as gateways:
-        temporal_port = free_port()
+        temporal_port, metrics_port = free_port(), free_port()
         async with (
-            infrastructure(settings, temporal_port=temporal_port) as infra,
+            infrastructure(
+                settings, temporal_port=temporal_port, metrics_port=metrics_port
+            ) as infra,
             session_worker(client=infra.client, store=infra.store),
         ):
             env = {
@@ -509,6 +548,11 @@ async def main(
                                 gateway_dir=gateway_dir,
                                 light=light,
                                 relay=relay,
+                                actions=None
+                                if relay
+                                else lambda: temporal_actions(
+                                    metrics_port, settings.temporal_namespace
+                                ),
                             )
                             r.gateway = label
                             results.append(r)

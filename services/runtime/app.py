@@ -96,13 +96,16 @@ async def migrate_if_owner(owner: str, settings: Settings) -> None:
 
 @asynccontextmanager
 async def infrastructure(
-    settings: Settings, *, temporal_port: int | None = 7233
+    settings: Settings, *, temporal_port: int | None = 7233, metrics_port: int | None = None
 ) -> AsyncIterator[Infrastructure]:
     async with database(settings) as (url, dev_key_file):
         store = await EventStore.open(url)
         try:
             async with temporal_client(
-                settings, port=temporal_port, interceptors=temporal_interceptors()
+                settings,
+                port=temporal_port,
+                interceptors=temporal_interceptors(),
+                metrics_port=metrics_port,
             ) as client:
                 yield Infrastructure(
                     settings=settings,

@@ -39,8 +39,10 @@ async def temporal_client(
     port: int | None = 7233,
     interceptors: Sequence[Interceptor] = (),
     database_file: Path | None = None,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[Client]:
-    """Yields a client for the configured Temporal, starting the dev server if none is set."""
+    """Yields a client for the configured Temporal, starting the dev server if none is set
+    (serving Prometheus metrics on `metrics_port` if given, e.g. its billable `action` count)."""
     if settings.temporal_address:
         try:
             client = await Client.connect(
@@ -68,6 +70,9 @@ async def temporal_client(
             search_attributes=SEARCH_ATTRIBUTES,
             interceptors=interceptors,
             dev_server_log_level="error",
+            dev_server_extra_args=[]
+            if metrics_port is None
+            else ["--metrics-port", str(metrics_port)],
         )
     except ConfigError:
         raise
