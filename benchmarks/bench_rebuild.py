@@ -6,7 +6,8 @@ events from the log (`rebuild.load_plan`), connect, `session.update`, send the r
 "ready" is when the simulator has added the last item (a `response.create` sent then would see
 the whole conversation). The long log is synthetic but shaped like the real thing: 360 turns
 (one every 10 s), a tool call every third turn, a screen change every fifth, transcript deltas,
-and the ~143 audio events a second a live session writes, so the reads run against ~500k rows.
+and the microphone's 50 events a second (with a forwarded-run row per 12 frames, as the gateway
+writes them), so the reads run against ~200k rows.
 Goal (issue 9): at most 500 ms at p50 for the long session.
 """
 
@@ -18,6 +19,7 @@ import time
 from typing import Any
 
 from benchmarks.common import pct, throwaway_settings
+from services.gateway.model_pump import FORWARDED_ID_PREFIX, FORWARDED_KIND, run_payload
 from services.gateway.rebuild import load_plan
 from services.realtime.link import ModelLink
 from services.realtime.simulator.scenario import Scenario
@@ -46,9 +48,10 @@ async def write_session(store: EventStore, session_id: str, *, turns: int, audio
         if t % 5 == 0:
             add("client.screen_state", {"state": {"screen": f"s{t}", "step": t}, "hash": f"h{t}"})
         if audio:
-            for _ in range(10 * 50):  # 10 s of 20 ms frames: the client's, and the copy sent on
+            for k in range(10 * 50):  # 10 s of 20 ms frames, and a run row per 12 sent on
                 add("client.audio", {})
-                add("model.client.input_audio_buffer.append", {"event_id": "e"})
+                if k % 12 == 11:
+                    add(FORWARDED_KIND, run_payload([f"{FORWARDED_ID_PREFIX}{k}"] * 12, [k] * 12))
         user, resp, item = f"u{t}", f"r{t}", f"i{t}"
         add("model.server.input_audio_buffer.committed", {"item_id": user})
         add(

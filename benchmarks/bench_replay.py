@@ -3,10 +3,10 @@ export, each next to the raw read of the same rows in the same run.
 
 The session is written straight into a scratch database with COPY (the store's writer would
 stamp every event with the time of writing; a replay benchmark needs an hour of wall clock):
-120 turns of 30 s, the user's microphone streamed all hour (50 frames a second, each mirrored
-as the `input_audio_buffer.append` sent to the model, as the gateway records them), the
+120 turns of 30 s, the user's microphone streamed all hour (50 frames a second, their forwarding
+to the model recorded as the gateway does, a row per run of 12 appends), the
 assistant answering each turn for 12 s in 100 ms deltas, with transcripts, context updates,
-a tool call every fourth turn and a barge-in every tenth. About 380,000 events and 240 MB of
+a tool call every fourth turn and a barge-in every tenth. About 214,000 events and 240 MB of
 audio (173 MB of microphone, 69 MB of answers).
 
 - timeline + metrics: `ReplayReader.analyse` (reads every event through the store, builds the
@@ -27,6 +27,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from benchmarks.bench_store import database
+from services.gateway.model_pump import (
+    FORWARDED_ID_PREFIX,
+    FORWARDED_KIND,
+    RUN_MAX_AGE_S,
+    run_payload,
+)
 from services.replay.access import local_caller
 from services.replay.service import ReplayReader
 from services.store import EventStore
@@ -41,6 +47,7 @@ ROUNDS = 3
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FRAME = 960  # 20 ms
 DELTA = 4800  # 100 ms
+RUN_FRAMES_AT_PACE = int(RUN_MAX_AGE_S / 0.02)  # frames at 20 ms recorded per run row
 
 _PAGE = """
 SELECT session_id, seq, event_id, kind, source, producer_time, receive_time, tx, position,
@@ -191,25 +198,25 @@ def hour_of_events(session_id: str, *, seconds: int = HOUR_S) -> tuple[list[tupl
                 },
                 "workflow",
             )
-    # The microphone, all hour: each frame and its mirror to the model, merged in time order.
-    mic: list[tuple] = []
-    for i in range(seconds * 50):
-        mic.append((i * 20 + 20, i))
+    # The microphone, all hour: each frame, and its forwarding to the model recorded as the
+    # gateway does (a run row per RUN_FRAMES_AT_PACE frames), merged in time order.
+    run_ids: list[str] = []
+    run_sent: list[int] = []
+    mic = [i * 20 + 20 for i in range(seconds * 50)]
     others = events
     events = []
     j = 0
-    for ms, i in mic:
+    for ms in mic:
         while j < len(others) and others[j][6] <= at(ms):
             row = others[j]
             events.append((row[0], len(events) + 1, *row[2:]))
             j += 1
         add(ms, "client.audio", {}, "client", stream="input", length=FRAME)
-        add(
-            ms,
-            "model.client.input_audio_buffer.append",
-            f'{{"type":"input_audio_buffer.append","event_id":"evt_in_{i}"}}',
-            "gateway",
-        )
+        run_ids.append(f"{FORWARDED_ID_PREFIX}{len(events)}")
+        run_sent.append(int(at(ms).timestamp() * 1_000_000))
+        if len(run_ids) == RUN_FRAMES_AT_PACE:
+            add(ms, FORWARDED_KIND, run_payload(run_ids, run_sent), "gateway")
+            run_ids, run_sent = [], []
     for row in others[j:]:
         events.append((row[0], len(events) + 1, *row[2:]))
     for stream, (start, data, frame_offsets, times) in pending.items():

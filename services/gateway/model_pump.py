@@ -63,6 +63,11 @@ class ForwardedFrame(NamedTuple):
     sent_at_us: int
 
 
+def run_payload(event_ids: list[str], sent_at_us: list[int]) -> dict[str, Any]:
+    """The payload of one FORWARDED_KIND row: a run of appends in wire order."""
+    return {"type": "input_audio_buffer.append", "event_ids": event_ids, "sent_at_us": sent_at_us}
+
+
 def forwarded_frames(payload: dict[str, Any]) -> list[ForwardedFrame]:
     """The appends one FORWARDED_KIND row records, in wire order (what replay expands)."""
     cut = len(FORWARDED_ID_PREFIX)
@@ -344,13 +349,7 @@ class ModelPump:
         self._run_ids, self._run_sent_us = [], []
         with contextlib.suppress(StoreError):  # a stopped writer: the session is ending anyway
             self.writer.append(
-                kind=FORWARDED_KIND,
-                source="gateway",
-                payload={
-                    "type": "input_audio_buffer.append",
-                    "event_ids": ids,
-                    "sent_at_us": sent,
-                },
+                kind=FORWARDED_KIND, source="gateway", payload=run_payload(ids, sent)
             )
 
     # ---- from the client ----
