@@ -13,6 +13,8 @@ already open when its key is revoked runs on until it ends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -34,6 +36,8 @@ CACHE_SECONDS = 5.0
 revoked key still works, and on how stale a new key's refusal can be."""
 
 CACHE_ENTRIES = 10_000
+# How long a refused stream waits for the client's first message before answering.
+FIRST_MESSAGE_WAIT_S = 2.0
 
 OPEN_SERVICES = frozenset(
     {
@@ -203,6 +207,13 @@ def _refusing(
     handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
 ) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if handler.request_streaming:
+            # Take the client's first message before refusing. A client whose first write
+            # (Connect's attach) meets a status already sent sees that write fail with gRPC's
+            # "Internal error from Core", and never this status.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(FIRST_MESSAGE_WAIT_S):
+                    await anext(aiter(request))
         await context.abort(code, message)
 
     return _wrap(handler, lambda _: refuse)
