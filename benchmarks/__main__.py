@@ -8,6 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from services.runtime.grpc_env import configure_grpc_core
+
+configure_grpc_core()  # before a benchmark imports grpc: the gateway's production settings
+
 
 def bench_modules() -> list[str]:
     here = Path(__file__).resolve().parent

@@ -17,18 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from services.runtime.grpc_env import configure_grpc_core
+
+configure_grpc_core()  # before anything imports grpc
+
 from services.runtime.config import ConfigError, Settings
 
 log = logging.getLogger("earpiece")
-
-# The embedded servers are started and stopped with subprocesses while gRPC threads run; gRPC's
-# fork handlers only print a warning about it, so they are off.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 async def until_interrupted() -> None:

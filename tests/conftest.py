@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 
-# Embedded servers start and stop through subprocesses while gRPC threads run; gRPC's fork
-# handlers would only print warnings about it.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+from services.runtime.grpc_env import configure_grpc_core
+
+# Before anything imports grpc: the gRPC core settings the gateway runs with in production.
+configure_grpc_core()
 # What Earpiece sends the model is checked against the SDK's GA types in every test (in
 # production it is built correct by construction; see services/realtime/link.py).
 os.environ.setdefault("EARPIECE_VALIDATE_SENT", "1")

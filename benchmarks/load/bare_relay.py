@@ -27,6 +27,10 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 
+from services.runtime.grpc_env import configure_grpc_core
+
+configure_grpc_core()  # the gateway's gRPC core settings, so the floor is comparable
+
 import grpc
 from websockets.asyncio.client import connect
 

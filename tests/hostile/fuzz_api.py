@@ -14,9 +14,9 @@ beside them. Prints the counts; the goal for each of the last four is 0:
 
 from __future__ import annotations
 
-import os
+from services.runtime.grpc_env import configure_grpc_core
 
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+configure_grpc_core()  # before anything imports grpc
 
 import argparse
 import asyncio
