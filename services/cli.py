@@ -30,12 +30,15 @@ from services.runtime.config import ConfigError, Settings
 log = logging.getLogger("earpiece")
 
 
-async def until_interrupted() -> None:
+def interrupted() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets, its handlers installed now. Call it before printing
+    that Ctrl-C stops the command: a caller that signals as soon as it reads that line (a
+    supervisor, a test) must never find the signal lost in between."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -65,8 +68,9 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             session_worker(client=infra.client, store=infra.store),
         ):
             await ensure_retention_schedule(infra.client)  # audio retention, hourly
+            stop = interrupted()
             print("worker running; Ctrl-C stops it", flush=True)
-            await until_interrupted()
+            await stop.wait()
     finally:
         telemetry.shutdown()
     return 0
@@ -84,8 +88,9 @@ async def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
                 infra, address=settings.grpc_address, interceptors=grpc_server_interceptors()
             ) as (gw, _),
         ):
+            stop = interrupted()
             print(f"gateway listening on {gw.address}; Ctrl-C stops it", flush=True)
-            await until_interrupted()
+            await stop.wait()
     finally:
         telemetry.shutdown()
     return 0
@@ -115,8 +120,9 @@ async def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  Temporal: {settings.temporal_address or '127.0.0.1:7233 (embedded)'}")
             print(f"  model:    {simulator_url or 'OpenAI Realtime'}", flush=True)
             print(f"  state:    {settings.state_dir}", flush=True)
+            stop = interrupted()
             print("Ctrl-C stops everything.", flush=True)
-            await until_interrupted()
+            await stop.wait()
     finally:
         telemetry.shutdown()
     return 0

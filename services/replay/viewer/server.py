@@ -212,7 +212,7 @@ async def serving_viewer(
 
 
 async def run_viewer(settings: Settings, *, host: str, port: int) -> int:
-    from services.cli import until_interrupted
+    from services.cli import interrupted
     from services.runtime.app import database
 
     async with (
@@ -220,8 +220,9 @@ async def run_viewer(settings: Settings, *, host: str, port: int) -> int:
         await EventStore.open(url) as store,
         serving_viewer(store, host=host, port=port) as base,
     ):
+        stop = interrupted()
         print(f"session viewer on {base}/ (an analyst or admin API key); Ctrl-C stops it")
         if dev_key_file is not None:
             print(f"  the development key (admin) is in {dev_key_file}")
-        await until_interrupted()
+        await stop.wait()
     return 0
