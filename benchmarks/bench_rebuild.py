@@ -51,7 +51,11 @@ async def write_session(store: EventStore, session_id: str, *, turns: int, audio
             for k in range(10 * 50):  # 10 s of 20 ms frames, and a run row per 12 sent on
                 add("client.audio", {})
                 if k % 12 == 11:
-                    add(FORWARDED_KIND, run_payload([f"{FORWARDED_ID_PREFIX}{k}"] * 12, [k] * 12))
+                    run = range(k - 11, k + 1)
+                    add(
+                        FORWARDED_KIND,
+                        run_payload([f"{FORWARDED_ID_PREFIX}{i}" for i in run], [*run]),
+                    )
         user, resp, item = f"u{t}", f"r{t}", f"i{t}"
         add("model.server.input_audio_buffer.committed", {"item_id": user})
         add(

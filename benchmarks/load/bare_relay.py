@@ -32,7 +32,7 @@ from services.runtime.grpc_env import configure_grpc_core
 configure_grpc_core()  # the gateway's gRPC core settings, so the floor is comparable
 
 import grpc
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from services.api.earpiece.v1 import session_pb2 as pb
 from services.api.earpiece.v1 import session_pb2_grpc
@@ -40,6 +40,30 @@ from services.api.earpiece.v1 import session_pb2_grpc
 APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
 DELTA = "response.output_audio.delta"
 TRANSCRIPT_DONE = "response.output_audio_transcript.done"
+
+
+async def relay_model(
+    ws: ClientConnection, outbound: asyncio.Queue[pb.ServerMessage | None]
+) -> None:
+    """The model's audio deltas and final transcripts, as the client's messages."""
+    async for text in ws:
+        event = json.loads(text)
+        kind = event.get("type")
+        if kind == DELTA:
+            audio = pb.AssistantAudio(
+                response_id=event["response_id"],
+                item_id=event["item_id"],
+                pcm16=base64.b64decode(event["delta"]),
+            )
+            outbound.put_nowait(pb.ServerMessage(audio=audio))
+        elif kind == TRANSCRIPT_DONE:
+            transcript = pb.Transcript(
+                role=pb.Transcript.ROLE_ASSISTANT,
+                response_id=event["response_id"],
+                text=event["transcript"],
+                final=True,
+            )
+            outbound.put_nowait(pb.ServerMessage(transcript=transcript))
 
 
 class BareRelay(session_pb2_grpc.SessionServiceServicer):
@@ -78,32 +102,20 @@ class BareRelay(session_pb2_grpc.SessionServiceServicer):
 
             async def uplink() -> None:
                 count = 0
-                async for message in request_iterator:
-                    if message.WhichOneof("body") == "audio":
-                        count += 1
-                        audio = base64.b64encode(message.audio.pcm16).decode("ascii")
-                        await ws.send(f'{APPEND_PREFIX}{audio}","event_id":"e{count}"}}')
-                outbound.put_nowait(None)
+                try:
+                    async for message in request_iterator:
+                        if message.WhichOneof("body") == "audio":
+                            count += 1
+                            audio = base64.b64encode(message.audio.pcm16).decode("ascii")
+                            await ws.send(f'{APPEND_PREFIX}{audio}","event_id":"e{count}"}}')
+                finally:
+                    outbound.put_nowait(None)  # the client is done: end the stream
 
             async def downlink() -> None:
-                async for text in ws:
-                    event = json.loads(text)
-                    kind = event.get("type")
-                    if kind == DELTA:
-                        audio = pb.AssistantAudio(
-                            response_id=event["response_id"],
-                            item_id=event["item_id"],
-                            pcm16=base64.b64decode(event["delta"]),
-                        )
-                        outbound.put_nowait(pb.ServerMessage(audio=audio))
-                    elif kind == TRANSCRIPT_DONE:
-                        transcript = pb.Transcript(
-                            role=pb.Transcript.ROLE_ASSISTANT,
-                            response_id=event["response_id"],
-                            text=event["transcript"],
-                            final=True,
-                        )
-                        outbound.put_nowait(pb.ServerMessage(transcript=transcript))
+                try:
+                    await relay_model(ws, outbound)
+                finally:
+                    outbound.put_nowait(None)  # the model link closed: end the stream too
 
             tasks = [asyncio.create_task(uplink()), asyncio.create_task(downlink())]
             try:

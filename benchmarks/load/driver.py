@@ -229,7 +229,8 @@ async def one_run(
         await wait_line(gateway, "gateway listening", 60)
         await asyncio.sleep(1.0)
         rss_idle = rss_mb(gateway.pid)
-        acts = [actions() if actions else Counter[str]()]
+        snapshot = actions or Counter[str]  # the relay has no Temporal: empty counts
+        acts = [snapshot()]
         clients = await asyncio.create_subprocess_exec(
             python, "-m", "benchmarks.load.clients", "--address", address,
             "--sessions", str(n), "--seconds", str(seconds), "--out", str(client_out), *harness,
@@ -243,7 +244,7 @@ async def one_run(
             if profile
             else None
         )
-        acts.append(actions() if actions else Counter())
+        acts.append(snapshot())
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         rest0 = others_cpu(postmaster, set(pids.values()))
         busy0, total0 = machine_busy()
@@ -251,7 +252,7 @@ async def one_run(
         t0 = time.monotonic()
         await wait_line(clients, "sending done", seconds + 60)
         elapsed = time.monotonic() - t0
-        acts.append(actions() if actions else Counter())
+        acts.append(snapshot())
         cpu = {k: 100 * (cpu_seconds(p) - cpu0[k]) / elapsed for k, p in pids.items()}
         rest1 = others_cpu(postmaster, set(pids.values()))
         cpu.update({k: 100 * (rest1[k] - rest0[k]) / elapsed for k in rest1})
@@ -260,7 +261,7 @@ async def one_run(
         rss_busy = rss_mb(gateway.pid)
         await asyncio.wait_for(clients.wait(), 120)
         await asyncio.sleep(2.0)  # the workflows finish ending
-        acts.append(actions() if actions else Counter())
+        acts.append(snapshot())
         if profiler is not None and profile is not None:
             await profiler.wait()
             print_profile(profile / f"gateway-{n}.txt", n)
@@ -445,7 +446,7 @@ def print_result(r: Result) -> None:
         print(
             f"     (Temporal actions per session: {sum(r.actions_per_hour.values()):,.0f} an hour"
             " while talking ("
-            + ", ".join(f"{k} {v:,.0f}" for k, v in kinds if v > 0)
+            + (", ".join(f"{k} {v:,.0f}" for k, v in kinds if v > 0) or "none in this window")
             + f"), plus {r.actions_fixed:.0f} to start, attach and end)",
             flush=True,
         )

@@ -141,6 +141,9 @@ def idle_timeout_seconds(config: pb.SessionConfig) -> float:
     return DEFAULT_IDLE_TIMEOUT_S
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp_datetime(field: str, value: Timestamp) -> datetime:
     """A Timestamp as an aware datetime, refusing values outside protobuf's range."""
     if not _MIN_TIMESTAMP_S <= value.seconds <= _MAX_TIMESTAMP_S:
@@ -150,9 +153,6 @@ def timestamp_datetime(field: str, value: Timestamp) -> datetime:
     # What Timestamp.ToDatetime(UTC) gives (nanos truncated to microseconds), without its
     # pure-Python conversion: 4% of the gateway's CPU at 50 frames a second per session.
     return _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def sent_at(message: pb.ClientMessage) -> datetime | None:
